@@ -1,0 +1,70 @@
+import pytest
+import torch
+
+from medreg.losses import (LNCC, bending_energy_loss, diffusion_loss, gradicon_loss, lncc_loss, ncc_loss,
+                           ssd_loss)
+from medreg.spatial import Affine, DisplacementField
+
+
+def _smooth_image(shape, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.rand(1, 1, *[s // 2 for s in shape], generator=g)
+    mode = "trilinear" if len(shape) == 3 else "bilinear"
+    return torch.nn.functional.interpolate(x, size=shape, mode=mode, align_corners=False)
+
+
+@pytest.mark.parametrize("shape", [(32, 32), (16, 18, 20)])
+def test_lncc_self_is_best_and_finite_on_constant(shape):
+    img = _smooth_image(shape)
+    shifted = torch.roll(img, 3, dims=2)
+    noise = torch.rand_like(img)
+    self_loss = lncc_loss(img, img, window=5)
+    assert self_loss < lncc_loss(img, shifted, window=5)
+    assert self_loss < lncc_loss(img, noise, window=5)
+    assert self_loss < 0.05
+    const = torch.full_like(img, 0.3, requires_grad=True)
+    val = lncc_loss(const, const.detach().clone(), window=5)
+    val.backward()
+    assert torch.isfinite(val) and torch.isfinite(const.grad).all()
+    assert torch.isfinite(LNCC(window=3)(torch.zeros_like(img), img))
+
+
+def test_lncc_rejects_even_window():
+    with pytest.raises(ValueError, match="odd"):
+        lncc_loss(torch.rand(1, 1, 8, 8), torch.rand(1, 1, 8, 8), window=4)
+
+
+def test_ssd_and_ncc_values():
+    a = torch.tensor([[[[0.0, 1.0], [2.0, 3.0]]]])
+    assert ssd_loss(a, a + 2).item() == pytest.approx(4.0)
+    assert ncc_loss(a, 2 * a + 1).item() == pytest.approx(0.0, abs=1e-6)
+    assert ncc_loss(a, -a).item() == pytest.approx(2.0, abs=1e-6)
+
+
+def test_diffusion_is_zero_for_translation_and_resolution_consistent():
+    shape = (16, 16, 16)
+    disp = torch.zeros(1, 3, *shape)
+    disp[:, 0] = 0.2
+    assert diffusion_loss(disp).item() == 0.0
+    assert bending_energy_loss(disp).item() == 0.0
+    # a linear field u = 0.1 * x (voxel units) has du/dx = 0.1 at every resolution
+    for n in (8, 16, 32):
+        idx = torch.arange(n, dtype=torch.float64)
+        field = torch.zeros(1, 2, n, n, dtype=torch.float64)
+        field[:, 0] = (0.1 * idx * 2 / n).view(n, 1)  # 0.1 voxel per voxel, in normalized units
+        assert diffusion_loss(field).item() == pytest.approx(0.01, rel=1e-9)
+        assert bending_energy_loss(field).item() == pytest.approx(0.0, abs=1e-18)
+
+
+def test_gradicon_zero_for_exact_inverses_positive_otherwise():
+    shape = (10, 12)
+    a = torch.tensor([[1.1, 0.2, 0.05], [0.0, 0.9, -0.1]], dtype=torch.float64)
+    full = torch.cat([a, torch.tensor([[0.0, 0.0, 1.0]], dtype=torch.float64)])
+    inv = torch.linalg.inv(full)[:2]
+    val = gradicon_loss(Affine(a), Affine(inv), shape, dtype=torch.float64)
+    assert val.item() == pytest.approx(0.0, abs=1e-12)
+    bad = gradicon_loss(Affine(a), Affine(a), shape, dtype=torch.float64)
+    assert bad.item() > 1e-3
+    disp = torch.zeros(1, 2, *shape, dtype=torch.float64)
+    disp[:, 1, :, 4:8] = 0.3
+    assert gradicon_loss(DisplacementField(disp), DisplacementField(disp), shape, dtype=torch.float64) > 0
