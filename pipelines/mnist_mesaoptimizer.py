@@ -64,9 +64,10 @@ def evaluate(inner, clf, mean_five, moving, fixed) -> dict:
         steps = multistep_steps(inner, moving, fixed, STEPS)
         warped = [moving] + [warp(moving, phi) for phi in steps]
         sim = [ssd_loss(w, fixed).item() for w in warped]
-        p5 = [torch.softmax(clf(w), 1)[:, 5].mean().item() for w in warped]
-        label = [torch.softmax(clf(w), 1).argmax(1) for w in warped]
-        frac5 = [(lab == 5).float().mean().item() for lab in label]
+        probs = [torch.softmax(clf(w), 1) for w in warped]
+        p5 = [p[:, 5].mean().item() for p in probs]
+        p7 = [p[:, 7].mean().item() for p in probs]
+        frac5 = [(p.argmax(1) == 5).float().mean().item() for p in probs]
         dist5 = [(w - mean_five).pow(2).flatten(1).mean(1).mean().item() for w in warped]
         fold = folding_fraction(jacobian_determinant(steps[-1](grid))).mean().item()
     return {
@@ -78,6 +79,7 @@ def evaluate(inner, clf, mean_five, moving, fixed) -> dict:
             "step": list(range(STEPS + 1)),
             "similarity": sim,
             "p_five": p5,
+            "p_seven": p7,
             "classified_as_five": frac5,
             "mse_to_mean_five": dist5,
         },
