@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -92,7 +93,12 @@ def elastix_worker(
         fixed, moving, parameter_object=params, log_to_console=False, output_directory=workdir
     )
     t1 = time.perf_counter()
-    field = itk.transformix_deformation_field(moving, transform)
+    cwd = os.getcwd()
+    os.chdir(workdir)  # transformix writes deformationField.nii into the working folder
+    try:
+        field = itk.transformix_deformation_field(moving, transform)
+    finally:
+        os.chdir(cwd)
     t2 = time.perf_counter()
     u = np.asarray(itk.array_from_image(field), dtype=np.float32).transpose(2, 1, 0, 3)
     shape = tuple(int(s) for s in itk.size(fixed))
