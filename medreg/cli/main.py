@@ -12,7 +12,11 @@ import importlib
 import sys
 
 # name -> module under medreg.cli; add a command here when it works.
-COMMANDS: dict[str, str] = {}
+COMMANDS: dict[str, str] = {
+    "preprocess": "preprocess",
+    "train": "train",
+    "bench": "bench",
+}
 
 
 def build_parser() -> argparse.ArgumentParser:
