@@ -9,6 +9,7 @@ Registration direction (STYLE §2): ``phi`` maps fixed points to moving points.
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath, PureWindowsPath
@@ -106,3 +107,17 @@ def load_pair_landmarks(pair: PairSpec) -> tuple[Landmarks | None, Landmarks | N
     if fixed is not None and moving is not None:
         fixed, moving = match_landmarks(fixed, moving)
     return fixed, moving
+
+
+def read_splits(root: Path) -> dict[str, str]:
+    """The optional ``splits.json`` of a dataset root: case folder name -> split name."""
+    path = root / "splits.json"
+    if not path.exists():
+        return {}
+    try:
+        data = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise InputError(path, f"expected JSON {{\"<case folder>\": \"train\", ...}}, found invalid JSON ({exc})") from exc
+    if not isinstance(data, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in data.items()):
+        raise InputError(path, f"expected an object mapping case names to split names, found {type(data).__name__}: {str(data)[:80]}")
+    return data

@@ -20,29 +20,15 @@ landmark files exist and "val" otherwise. Landmark CSVs hold LPS mm.
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from medreg.datasets.base import PairSpec, check_root
+from medreg.datasets.base import PairSpec, check_root, read_splits
 from medreg.errors import InputError
 
 _CASE_DIR = re.compile(r"^BraTSReg_\d+$", re.IGNORECASE)
 _RESERVED = {"landmarks", "labels"}
-
-
-def _read_splits(root: Path) -> dict[str, str]:
-    path = root / "splits.json"
-    if not path.exists():
-        return {}
-    try:
-        data = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise InputError(path, f"expected JSON {{\"BraTSReg_001\": \"train\", ...}}, found invalid JSON ({exc})") from exc
-    if not isinstance(data, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in data.items()):
-        raise InputError(path, f"expected an object mapping case names to split names, found {type(data).__name__}: {str(data)[:80]}")
-    return data
 
 
 def _case_files(case_dir: Path) -> dict[tuple[str, str, str], Path]:
@@ -113,7 +99,7 @@ def brats_pairs(
     bad = [m for m in mods if m.lower() in _RESERVED or not re.fullmatch(r"\w+", m)]
     if bad:
         raise InputError(root, f"expected modality names like t1, t1ce, t2, flair, found {bad}")
-    split_of = _read_splits(root)
+    split_of = read_splits(root)
     dirs = {d.name: d for d in root.iterdir() if d.is_dir() and _CASE_DIR.match(d.name)}
     if not dirs:
         entries = sorted(p.name for p in root.iterdir())[:10]

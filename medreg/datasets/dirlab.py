@@ -34,7 +34,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from medreg.datasets.base import PairSpec, check_root
+from medreg.datasets.base import PairSpec, check_root, read_splits
 from medreg.errors import InputError
 from medreg.io.dirlab import DIRLAB_CASES, RawGeometry, read_geometry_file
 
@@ -90,7 +90,8 @@ def _geometry(case_dir: Path, key: str) -> RawGeometry:
     raise InputError(case_dir, f"expected a known case ({', '.join(k for k in DIRLAB_CASES if k.startswith(key.rstrip('0123456789')))}) or a {GEOMETRY_FILE} sidecar, found case {key!r} with neither")
 
 
-def _one_case(case_dir: Path, number: str, layout: _Layout, require_landmarks: bool) -> PairSpec:
+def _one_case(case_dir: Path, number: str, layout: _Layout, require_landmarks: bool,
+              split_of: dict[str, str]) -> PairSpec:
     key = f"{layout.prefix}{int(number)}"
     images = _find(case_dir, number, layout.image)
     marks = _find(case_dir, number, layout.landmarks)
@@ -116,7 +117,7 @@ def _one_case(case_dir: Path, number: str, layout: _Layout, require_landmarks: b
     fixed_lm, moving_lm = picked[("landmarks", layout.fixed_phase)], picked[("landmarks", layout.moving_phase)]
     return PairSpec(
         id=key,
-        split="test",
+        split=split_of.get(case_dir.name, "test"),
         fixed={"ct": picked[("image", layout.fixed_phase)]},
         moving={"ct": picked[("image", layout.moving_phase)]},
         fixed_landmarks=fixed_lm,
@@ -141,7 +142,8 @@ def _pairs(root: str | Path, layout: _Layout, require_landmarks: bool) -> list[P
     dupes = sorted({n for n in numbers if numbers.count(n) > 1})
     if dupes:
         raise InputError(root, f"expected one folder per case, found several for case(s) {dupes}")
-    return [_one_case(d, num, layout, require_landmarks) for _, num, d in sorted(cases)]
+    split_of = read_splits(root)
+    return [_one_case(d, num, layout, require_landmarks, split_of) for _, num, d in sorted(cases)]
 
 
 def dirlab_pairs(root: str | Path, *, require_landmarks: bool = True) -> list[PairSpec]:

@@ -151,3 +151,24 @@ def test_copd_size_mismatch_uses_table(tmp_path):
     (d / "geometry.json").unlink()
     with pytest.raises(InputError, match=rf"copd2_eBHCT.img: expected {DIRLAB_CASES['copd2'].nbytes} bytes"):
         copd_pairs(tmp_path)
+
+
+def test_dirlab_split_from_splits_json(tmp_path):
+    import json
+
+    from medreg.io.dirlab import RawGeometry, write_dirlab_img, write_geometry_file
+    import numpy as np
+
+    case = tmp_path / "Case1Pack"
+    (case / "Images").mkdir(parents=True)
+    (case / "ExtremePhases").mkdir()
+    geom = RawGeometry((6, 5, 4), (1.0, 1.0, 2.5))
+    write_geometry_file(case / "geometry.json", geom)
+    for phase in ("T00", "T50"):
+        write_dirlab_img(case / "Images" / f"case1_{phase}_s.img", np.ones((6, 5, 4), np.int16))
+        (case / "ExtremePhases" / f"Case1_300_{phase}_xyz.txt").write_text("1 1 1\n2 2 2\n")
+    from medreg.datasets.dirlab import dirlab_pairs
+
+    assert dirlab_pairs(tmp_path)[0].split == "test"
+    (tmp_path / "splits.json").write_text(json.dumps({"Case1Pack": "train"}))
+    assert dirlab_pairs(tmp_path)[0].split == "train"
