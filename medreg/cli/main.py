@@ -16,6 +16,8 @@ COMMANDS: dict[str, str] = {
     "preprocess": "preprocess",
     "train": "train",
     "bench": "bench",
+    "register": "register",
+    "apply": "apply",
 }
 
 

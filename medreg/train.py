@@ -1,0 +1,308 @@
+"""The training loop: ``train(config, data, out)`` reads top to bottom.
+
+1. join the process group (torchrun) and pick the device;
+2. read the manifest, check it against the config, load the pairs (MONAI CacheDataset)
+   onto the network grid;
+3. build the model and the objective (similarity + lam * regularizer [+ GradICON]);
+4. start fresh (the run folder must be new or empty; the resolved config goes to
+   ``RUN/config.yaml``) or resume from ``RUN/checkpoints/last``;
+5. loop: a batch (deterministic in the seed and the step), forward under autocast
+   (CUDA), backward (DDP averages gradients), optimiser step; log; validate and
+   checkpoint every K steps on rank 0, keeping the best checkpoint.
+
+Exact resume: weights, optimiser state, step and RNG states are saved; the data
+order and the augmentation depend only on (seed, sample number); the learning
+rate is a function of the step. 10 steps in one go equal 5 + resume + 5, bitwise on CPU.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import random
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from medreg.config import RESUMABLE_KEYS, Config, changed_keys, load_config
+from medreg.errors import ConfigError, InputError, MedregError
+from medreg.io.atomic import write_text_atomic
+from medreg.io.checkpoint import existing_checkpoint_dir, load_trainer_state, save_checkpoint
+from medreg.registration.build import build_model, required_multiple
+from medreg.registration.objective import RegistrationObjective
+from medreg.training import distributed
+from medreg.training.data import (LoadPaird, StepSampler, TrainPairs, check_manifest, collate_pairs, make_dataset,
+                                  split_records)
+from medreg.training.logs import RunLogger
+from medreg.training.validation import validate
+
+
+@dataclass
+class TrainResult:
+    out: Path
+    step: int
+    model: torch.nn.Module
+    config: Config
+    last_val: dict[str, float] = field(default_factory=dict)
+    best: dict[str, float] | None = None
+    last_train: dict[str, float] = field(default_factory=dict)
+    steps_per_s: float = 0.0
+    seconds: float = 0.0
+
+
+# --------------------------------------------------------------------------- small pieces
+def lr_at(step: int, config: Config) -> float:
+    """Learning rate for the step about to run (a pure function of the step: nothing to save)."""
+    o, lr = config.optim, config.train.lr
+    if o.warmup_steps and step < o.warmup_steps:
+        return lr * (step + 1) / o.warmup_steps
+    if o.schedule == "cosine":
+        span = max(1, config.train.steps - o.warmup_steps)
+        t = min(1.0, (step - o.warmup_steps) / span)
+        return lr * (o.min_lr_ratio + (1 - o.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * t)))
+    return lr
+
+
+def make_optimizer(config: Config, params) -> torch.optim.Optimizer:
+    o = config.optim
+    cls = torch.optim.AdamW if o.name == "adamw" else torch.optim.Adam
+    return cls(params, lr=config.train.lr, betas=tuple(o.betas), weight_decay=o.weight_decay)
+
+
+def make_objective(model: torch.nn.Module, config: Config) -> RegistrationObjective:
+    loss = config.loss
+    kwargs = {"window": loss.window} if loss.similarity == "lncc" else {}
+    return RegistrationObjective(model, loss.similarity, loss.regularizer, lam=loss.lam, gradicon=loss.gradicon,
+                                 similarity_kwargs=kwargs)
+
+
+def autocast_for(config: Config, device: torch.device):
+    """A context-manager factory: bf16/fp16 autocast on CUDA when ``train.amp``, else nothing."""
+    if device.type == "cuda" and config.train.amp:
+        dtype = torch.bfloat16 if config.train.amp_dtype == "bfloat16" else torch.float16
+        return lambda: torch.autocast("cuda", dtype=dtype)
+    return contextlib.nullcontext
+
+
+def rng_state() -> dict[str, Any]:
+    state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    np.random.set_state(state["numpy"])
+    py = state["python"]
+    random.setstate((py[0], tuple(py[1]), py[2]))
+    if "cuda" in state and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _oom_error(err: BaseException, config: Config, device: torch.device) -> MedregError:
+    return MedregError(
+        f"out of memory on {device} ({str(err).splitlines()[0][:160]}); reduce train.batch_size "
+        f"(now {config.train.batch_size}), model.unet_channels (now {config.model.unet_channels}), use a coarser "
+        f"preprocess.spacing (now {config.preprocess.spacing}; e.g. --set 'preprocess.spacing=[2.0,2.0,2.0]'), "
+        f"or turn off loss.gradicon (now {config.loss.gradicon})"
+    )
+
+
+def _is_oom(err: BaseException) -> bool:
+    if isinstance(err, torch.OutOfMemoryError):
+        return True
+    text = str(err)
+    return isinstance(err, RuntimeError) and ("can't allocate memory" in text or "out of memory" in text)
+
+
+# --------------------------------------------------------------------------- run folder
+def resolve_run_config(out: Path, config: Config | None, resume: bool) -> Config:
+    """The config to train with; on resume the saved one, with only harmless keys allowed to change."""
+    saved_path = out / "config.yaml"
+    if not resume:
+        if config is None:
+            raise ConfigError("no config given (pass --config FILE or --dataset NAME for its preset)")
+        if out.exists() and (not out.is_dir() or any(out.iterdir())):
+            raise InputError(out, "expected a new or empty run folder, found existing files; pass --resume to "
+                                  "continue that run or choose another --out")
+        return config
+    if not (out / "checkpoints").is_dir() or not (existing_checkpoint_dir(out / "checkpoints" / "last")).is_dir():
+        raise InputError(out, "expected a run folder with checkpoints/last to resume from, found none")
+    saved = load_config(saved_path)
+    if config is None:
+        return saved
+    bad = [k for k in changed_keys(saved, config) if k not in RESUMABLE_KEYS]
+    if bad:
+        raise ConfigError(f"{saved_path}: a resumed run keeps its config; these keys differ: {bad} "
+                          f"(only {list(RESUMABLE_KEYS)} may change on --resume)")
+    return config
+
+
+# --------------------------------------------------------------------------- the loop
+def train(config: Config | None, data: str | Path, out: str | Path, *, device: str = "auto", resume: bool = False,
+          max_steps: int | None = None, progress: bool = True, tensorboard: bool = True) -> TrainResult:
+    """Train a registration model on the manifest in ``data``; write logs and checkpoints to ``out``."""
+    from medreg.datasets.manifest import read_manifest
+
+    out = Path(out)
+    ctx = distributed.setup(device)
+    try:
+        # -- config and data ------------------------------------------------------
+        config = resolve_run_config(out, config, resume)
+        manifest_path = Path(data) / "manifest.json" if Path(data).is_dir() else Path(data)
+        manifest = read_manifest(manifest_path, dataset=config.data.dataset)
+        check_manifest(manifest, manifest_path, config)
+        distributed.barrier(ctx)  # every rank has checked the run folder before rank 0 writes into it
+        t = config.train
+        train_records = split_records(manifest, manifest_path.parent, config.data.train_split)
+        if not train_records:
+            splits = sorted({str(p.split) for p in manifest.pairs})
+            raise InputError(manifest_path, f"expected pairs of split {config.data.train_split!r} (data.train_split), "
+                                            f"found splits {splits}")
+        data_preprocess = manifest.config.model_dump_json()
+        multiple = required_multiple(config.model)
+        hint = f"levels={config.model.levels}, unet_channels={config.model.unet_channels}"
+        loader_fn = LoadPaird(config.channels, config.preprocess, multiple, hint)
+        train_set = make_dataset(train_records, loader_fn, config.data.cache)
+        val_records = split_records(manifest, manifest_path.parent, config.data.val_split, config.data.val_pairs)
+        has_val = bool(val_records)  # the same on every rank; only rank 0 loads and runs validation
+        if config.data.val_split is not None and not has_val and ctx.is_main:
+            print(f"medreg train: warning: no pairs of split {config.data.val_split!r} (data.val_split) in "
+                  f"{manifest_path}; training without validation or best checkpoint", file=sys.stderr)
+        val_items = [loader_fn(r) for r in val_records] if ctx.is_main else []
+        augment = None
+        if t.augmentation.enabled:
+            from medreg.training.augment import PairAugmenter
+
+            augment = PairAugmenter(t.augmentation)
+
+        # -- model, objective, optimiser -----------------------------------------
+        torch.manual_seed(t.seed)
+        model = build_model(config.model, len(config.channels)).to(ctx.device)
+        objective = make_objective(model, config)
+        optimizer = make_optimizer(config, model.parameters())
+        scaler = torch.amp.GradScaler("cuda", enabled=ctx.device.type == "cuda" and t.amp and t.amp_dtype == "float16")
+        step, best = 0, None
+        if resume:
+            from safetensors.torch import load_model as st_load
+
+            last = existing_checkpoint_dir(out / "checkpoints" / "last")
+            state = load_trainer_state(last)
+            st_load(model, str(last / "model.safetensors"), strict=True, device=str(ctx.device))
+            optimizer.load_state_dict(state["optimizer"])
+            if state.get("scaler"):
+                scaler.load_state_dict(state["scaler"])
+            set_rng_state(state["rng"])
+            step, best = int(state["step"]), state.get("best")
+        elif ctx.is_main:
+            out.mkdir(parents=True, exist_ok=True)
+            write_text_atomic(out / "config.yaml", config.to_yaml())
+        if resume and ctx.is_main:
+            write_text_atomic(out / "config.yaml", config.to_yaml(), overwrite=True)
+        stop = t.steps if max_steps is None else int(max_steps)
+        runner: torch.nn.Module = objective
+        if ctx.distributed:
+            from torch.nn.parallel import DistributedDataParallel as DDP
+
+            runner = DDP(objective, device_ids=[ctx.device.index] if ctx.device.type == "cuda" else None)
+        distributed.barrier(ctx)
+
+        sampler = StepSampler(len(train_set), t.batch_size, t.seed, step, stop, ctx.rank, ctx.world)
+        loader = torch.utils.data.DataLoader(
+            TrainPairs(train_set, augment), batch_size=t.batch_size, sampler=sampler, num_workers=t.workers,
+            collate_fn=collate_pairs, pin_memory=ctx.device.type == "cuda",
+            generator=torch.Generator().manual_seed(t.seed),
+        )
+        autocast = autocast_for(config, ctx.device)
+        logger = RunLogger(out, enabled=ctx.is_main, resume_step=step, tensorboard=tensorboard)
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=stop, initial=step, desc="train", unit="step", dynamic_ncols=True, file=sys.stderr,
+                   disable=not (progress and ctx.is_main))
+        result = TrainResult(out=out, step=step, model=model, config=config, best=best)
+        ckpt_every = t.ckpt_every or t.val_every
+        n_val = 0
+        start, window_start, window_step = time.perf_counter(), time.perf_counter(), step
+        objective.train()
+
+        def save(kind: str, metrics: dict[str, float] | None = None) -> None:
+            if kind == "last":
+                state = {"step": step, "optimizer": optimizer.state_dict(), "rng": rng_state(),
+                         "scaler": scaler.state_dict() if scaler.is_enabled() else None, "best": result.best,
+                         "config_hash": config.config_hash()}
+                save_checkpoint(out / "checkpoints" / "last", model, config.to_json(), step=step, trainer_state=state,
+                                data_preprocess_json=data_preprocess)
+            else:
+                save_checkpoint(out / "checkpoints" / "best", model, config.to_json(), step=step, metrics=metrics,
+                                data_preprocess_json=data_preprocess)
+
+        # -- loop -------------------------------------------------------------------
+        for batch in loader:
+            lr = lr_at(step, config)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            fixed = batch["fixed"].to(ctx.device, non_blocking=True)
+            moving = batch["moving"].to(ctx.device, non_blocking=True)
+            try:
+                with autocast():
+                    res = runner(moving, fixed)
+                optimizer.zero_grad(set_to_none=True)
+                scaler.scale(res.total).backward()
+                if config.optim.grad_clip is not None:
+                    scaler.unscale_(optimizer)
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), config.optim.grad_clip)
+                scaler.step(optimizer)
+                scaler.update()
+            except (RuntimeError, torch.OutOfMemoryError) as err:
+                if _is_oom(err):
+                    raise _oom_error(err, config, ctx.device) from None
+                raise
+            step += 1
+            bar.update(1)
+
+            if step % t.log_every == 0 or step == stop:
+                scalars = res.scalars()
+                if not math.isfinite(scalars["total"]):
+                    raise MedregError(f"the loss became {scalars['total']} at step {step}; lower train.lr "
+                                      f"(now {t.lr}) or set optim.grad_clip")
+                now = time.perf_counter()
+                sps = (step - window_step) / max(now - window_start, 1e-9)
+                window_start, window_step = now, step
+                result.last_train, result.steps_per_s = scalars, sps
+                logger.log(step, "train", {**scalars, "lr": lr, "steps_per_s": sps, "seconds": now - start})
+                post = {"loss": f"{scalars['total']:.4f}", "sim": f"{scalars['similarity']:.4f}",
+                        "reg": f"{scalars['regularity']:.3g}", "fold": f"{scalars['folding_fraction']:.2g}"}
+                if result.last_val.get("tre_mm") is not None:
+                    post["val_tre"] = f"{result.last_val['tre_mm']:.2f}mm"
+                bar.set_postfix(post, refresh=False)
+            del res
+
+            is_val = has_val and (step % t.val_every == 0 or step == stop)
+            if ctx.is_main and is_val:
+                n_val += 1
+                want_panel = t.image_every > 0 and (n_val - 1) % t.image_every == 0
+                metrics, image = validate(objective, val_items, ctx.device, autocast, want_panel)
+                result.last_val = metrics
+                logger.log(step, "val", {**metrics, "seconds": time.perf_counter() - start})
+                logger.image(step, "val/fixed_moving_warped_diff_grid", image)
+                key = "tre_mm" if "tre_mm" in metrics else "total"
+                if result.best is None or metrics[key] < result.best[key]:
+                    result.best = {"step": step, **metrics}
+                    save("best", result.best)
+            if ctx.is_main and (step % ckpt_every == 0 or step == stop):
+                save("last")
+            if step % ckpt_every == 0 or step == stop or is_val:
+                distributed.barrier(ctx)
+        bar.close()
+        logger.close()
+        result.step = step
+        result.seconds = time.perf_counter() - start
+        return result
+    finally:
+        distributed.teardown(ctx)

@@ -1,0 +1,1 @@
+"""Pieces of the training loop (``medreg.train``): data, augmentation, validation, logs, distributed setup."""

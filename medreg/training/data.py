@@ -1,0 +1,305 @@
+"""Training data: manifest pairs on the network's grid, a step-indexed sampler, batching.
+
+The manifest written by ``medreg preprocess`` holds pairs on the *preprocessed*
+grid (fixed and moving on the same grid). The network's grid is the config's
+``preprocess.spacing``: when the manifest was made at another spacing (say 1 mm
+data and a 2 mm demo model), :func:`network_grid` resamples (block averages for
+integer factors) and pads to ``preprocess.shape_multiple``; affines follow, so
+world coordinates (landmarks) stay exact. The same function serves inference:
+``medreg register`` runs ``preprocess_pair`` with ``config.preprocess`` and gets the
+network grid directly.
+
+Data order and augmentation are functions of ``(seed, sample number)`` only
+(:class:`StepSampler`), so a resumed run sees exactly the batches it would have seen.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from monai.transforms import Transform
+
+from medreg.errors import InputError
+from medreg.spatial.grid import sample, voxel_to_normalized
+
+
+# --------------------------------------------------------------------------- grids
+def _spacing(affine: np.ndarray) -> np.ndarray:
+    return np.linalg.norm(np.asarray(affine, dtype=np.float64)[:3, :3], axis=0)
+
+
+def resample_to_spacing(image: torch.Tensor, affine: np.ndarray, spacing: Sequence[float] | None,
+                        ) -> tuple[torch.Tensor, np.ndarray]:
+    """Bring ``image (C, X, Y, Z)`` with voxel->RAS ``affine`` to ``spacing`` mm (same orientation).
+
+    Integer coarsening factors use block averages (no aliasing); other factors use
+    trilinear sampling. The new voxel ``j`` covers old voxels ``j*f .. j*f + f - 1``,
+    its centre at old index ``j*f + (f - 1) / 2``; the affine says exactly that.
+    """
+    affine = np.asarray(affine, dtype=np.float64)
+    if spacing is None:
+        return image, affine
+    factors = np.asarray(spacing, dtype=np.float64) / _spacing(affine)
+    if np.allclose(factors, 1.0, atol=1e-4):
+        return image, affine
+    shape = np.asarray(image.shape[1:])
+    rounded = np.round(factors)
+    if np.allclose(factors, rounded, atol=1e-4) and (rounded >= 1).all():
+        k = rounded.astype(int)
+        pad = (-shape) % k
+        x = F.pad(image[None], [p for a in reversed(range(3)) for p in (0, int(pad[a]))])
+        out = F.avg_pool3d(x, kernel_size=tuple(int(v) for v in k), stride=tuple(int(v) for v in k))[0]
+        factors = k.astype(np.float64)
+    else:
+        new_shape = np.maximum(1, np.round(shape / factors)).astype(int)
+        axes = [torch.arange(n, dtype=torch.float64) * f + (f - 1) / 2 for n, f in zip(new_shape, factors)]
+        idx = torch.stack(torch.meshgrid(*axes, indexing="ij"))[None]
+        coords = voxel_to_normalized(idx, tuple(int(s) for s in shape)).to(image.dtype)
+        out = sample(image[None], coords, mode="linear", padding_mode="zeros")[0]
+    step = np.eye(4)
+    step[:3, :3] = np.diag(factors)
+    step[:3, 3] = (factors - 1) / 2
+    return out.contiguous(), affine @ step
+
+
+def pad_to_multiple(image: torch.Tensor, multiple: int) -> torch.Tensor:
+    """Zero-pad ``(C, X, Y, Z)`` at the end of each axis to a multiple (the affine is unchanged)."""
+    pad = [(-s) % multiple for s in image.shape[1:]]
+    if not any(pad):
+        return image
+    return F.pad(image[None], [p for a in reversed(range(3)) for p in (0, pad[a])])[0]
+
+
+def network_grid(image: torch.Tensor, affine: np.ndarray, preprocess: Any) -> tuple[torch.Tensor, np.ndarray]:
+    """An image on its preprocessed grid -> the network's grid (``preprocess.spacing``).
+
+    Then zero-padded at the end of each axis to a multiple of ``preprocess.shape_multiple``
+    (which the config guarantees the model can take); the affine is unchanged by padding.
+    """
+    out, new_affine = resample_to_spacing(image, affine, preprocess.spacing)
+    return pad_to_multiple(out, preprocess.shape_multiple), new_affine
+
+
+# --------------------------------------------------------------------------- manifest checks
+def check_manifest(manifest: Any, manifest_path: Path, config: Any) -> None:
+    """Raise InputError naming the manifest and the config key to change if the data cannot feed this model."""
+    have = list(manifest.config.modalities)
+    missing = [c for c in config.channels if c not in have]
+    if missing:
+        raise InputError(manifest_path, f"expected channels {config.channels} (preprocess.modalities), found only "
+                                        f"{have}; set preprocess.modalities to a subset of {have} or preprocess "
+                                        f"the data with those modalities")
+    if manifest.config.orientation != config.preprocess.orientation:
+        raise InputError(manifest_path, f"expected data in orientation {config.preprocess.orientation} "
+                                        f"(preprocess.orientation), found {manifest.config.orientation}")
+    if manifest.config.intensity.kind != config.preprocess.intensity.kind:
+        raise InputError(manifest_path, f"expected intensities normalised with {config.preprocess.intensity.kind!r} "
+                                        f"(preprocess.intensity), found {manifest.config.intensity.kind!r}")
+    if manifest.config.pair_grid != "fixed":
+        raise InputError(manifest_path, f"expected moving images on the fixed grid (pair_grid: fixed), found "
+                                        f"pair_grid: {manifest.config.pair_grid}")
+    if not manifest.pairs:
+        raise InputError(manifest_path, "expected at least one preprocessed pair, found none (every case failed?)")
+
+
+def split_records(manifest: Any, root: Path, split: str | None, limit: int | None = None) -> list[dict[str, Any]]:
+    """Manifest entries of ``split`` as records of absolute paths (MONAI dataset items)."""
+    from medreg.datasets.manifest import resolve
+
+    if split is None:
+        return []
+    entries = manifest.split(split)
+    if limit is not None:
+        entries = entries[:limit]
+    out = []
+    for e in entries:
+        out.append({
+            "id": e.id,
+            "fixed": {k: str(resolve(root, v)) for k, v in e.fixed.items()},
+            "moving": {k: str(resolve(root, v)) for k, v in e.moving.items()},
+            "fixed_landmarks": None if e.fixed_landmarks is None else str(resolve(root, e.fixed_landmarks)),
+            "moving_landmarks": None if e.moving_landmarks is None else str(resolve(root, e.moving_landmarks)),
+        })
+    return out
+
+
+class LoadPaird(Transform):
+    """MONAI dictionary transform (deterministic, so ``CacheDataset`` caches its output): a pair record -> network-grid tensors, affine, landmarks.
+
+    Output keys: ``id``, ``fixed``/``moving`` (C, X, Y, Z) float32, ``affine`` (4, 4) voxel->RAS
+    of the network grid (shared by both images), ``fixed_points``/``moving_points`` (N, 3) LPS mm
+    matched by name (empty when the pair has none).
+    """
+
+    def __init__(self, channels: Sequence[str], preprocess: Any, multiple: int, model_hint: str):
+        self.channels = list(channels)
+        self.preprocess = preprocess
+        self.multiple = multiple
+        self.model_hint = model_hint
+
+    def _stack(self, files: dict[str, str]) -> tuple[torch.Tensor, np.ndarray, Path]:
+        from medreg.io.nifti import load_volume
+
+        vols = [load_volume(files[c], allow_constant=True) for c in self.channels]
+        first = vols[0]
+        for v in vols[1:]:
+            if v.shape != first.shape or not np.allclose(v.affine, first.affine, atol=1e-4):
+                raise InputError(v.path, f"expected every channel on the grid of {first.path}, found shape {v.shape}")
+        arr = np.stack([np.asarray(v.array, dtype=np.float32) for v in vols])
+        return torch.from_numpy(arr), first.affine, Path(first.path)
+
+    def __call__(self, record: dict[str, Any]) -> dict[str, Any]:
+        from medreg.io.landmarks import match_landmarks, read_brats_csv
+
+        fixed, f_aff, f_path = self._stack(record["fixed"])
+        moving, m_aff, m_path = self._stack(record["moving"])
+        if fixed.shape != moving.shape or not np.allclose(f_aff, m_aff, atol=1e-4):
+            raise InputError(m_path, f"expected the moving image on the fixed grid of {f_path} "
+                                     f"(shape {tuple(fixed.shape[1:])}), found shape {tuple(moving.shape[1:])}")
+        fixed, affine = network_grid(fixed, f_aff, self.preprocess)
+        moving, _ = network_grid(moving, m_aff, self.preprocess)
+        shape = tuple(fixed.shape[1:])
+        if any(s % self.multiple for s in shape):
+            raise InputError(f_path, f"pair {record['id']!r}: the network input has shape {shape}, but the model "
+                                     f"({self.model_hint}) needs every size divisible by {self.multiple}; preprocess "
+                                     f"the data with shape_multiple: {self.multiple} (or a multiple of it), or set "
+                                     f"preprocess.spacing so the data is resampled, or use fewer model.levels / "
+                                     f"model.unet_channels")
+        fp = mp = np.zeros((0, 3))
+        if record.get("fixed_landmarks") and record.get("moving_landmarks"):
+            fl, ml = match_landmarks(read_brats_csv(record["fixed_landmarks"]), read_brats_csv(record["moving_landmarks"]))
+            fp, mp = fl.points, ml.points
+        return {"id": record["id"], "fixed": fixed, "moving": moving, "affine": affine,
+                "fixed_points": fp, "moving_points": mp}
+
+
+def make_dataset(records: list[dict[str, Any]], loader: LoadPaird, cache: bool):
+    """A MONAI ``CacheDataset`` (or plain ``Dataset``) of loaded pairs."""
+    from monai.data import CacheDataset, Dataset
+
+    if cache:
+        return CacheDataset(records, transform=loader, cache_rate=1.0, num_workers=0, progress=False, copy_cache=False)
+    return Dataset(records, transform=loader)
+
+
+# --------------------------------------------------------------------------- sampling and batching
+def sample_seed(seed: int, number: int) -> int:
+    """A 32-bit seed for the ``number``-th sample drawn in a run (independent of process and resume)."""
+    return int(np.random.SeedSequence([int(seed), int(number)]).generate_state(1)[0])
+
+
+class StepSampler(torch.utils.data.Sampler):
+    """Yields ``(pair index, augmentation seed)`` for steps ``start_step .. stop_step - 1``.
+
+    Sample number ``g = (step * world + rank) * batch + i``: epoch ``g // n`` is a
+    permutation seeded by ``(seed, epoch)``, so every rank reads different pairs,
+    all ranks together cover each epoch once, and a resumed run continues exactly.
+    """
+
+    def __init__(self, n: int, batch_size: int, seed: int, start_step: int, stop_step: int,
+                 rank: int = 0, world: int = 1):
+        self.n, self.batch, self.seed = n, batch_size, seed
+        self.start, self.stop, self.rank, self.world = start_step, stop_step, rank, world
+
+    def _perm(self, epoch: int) -> np.ndarray:
+        return np.random.default_rng([self.seed, epoch, 7]).permutation(self.n)
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        cache: tuple[int, np.ndarray] | None = None
+        for step in range(self.start, self.stop):
+            for i in range(self.batch):
+                g = (step * self.world + self.rank) * self.batch + i
+                epoch, pos = divmod(g, self.n)
+                if cache is None or cache[0] != epoch:
+                    cache = (epoch, self._perm(epoch))
+                yield int(cache[1][pos]), sample_seed(self.seed, g)
+
+    def __len__(self) -> int:
+        return max(0, self.stop - self.start) * self.batch
+
+
+class TrainPairs(torch.utils.data.Dataset):
+    """Indexed by ``(index, seed)``: the cached pair, augmented with that seed."""
+
+    def __init__(self, base, augment=None):
+        self.base = base
+        self.augment = augment
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    def __getitem__(self, key: tuple[int, int]) -> dict[str, Any]:
+        index, seed = key
+        item = self.base[index]
+        fixed, moving = item["fixed"], item["moving"]
+        if self.augment is not None:
+            fixed, moving = self.augment(fixed, moving, seed)
+        return {"id": item["id"], "fixed": fixed, "moving": moving}
+
+
+def collate_pairs(items: list[dict[str, Any]]) -> dict[str, Any]:
+    """Stack a batch, zero-padding each image at the end to the largest shape in the batch."""
+    shape = [max(it["fixed"].shape[a] for it in items) for a in range(1, 4)]
+
+    def pad(t: torch.Tensor) -> torch.Tensor:
+        extra = [shape[a - 1] - t.shape[a] for a in range(1, 4)]
+        if not any(extra):
+            return t
+        return F.pad(t[None], [p for a in reversed(range(3)) for p in (0, extra[a])])[0]
+
+    return {
+        "id": [it["id"] for it in items],
+        "fixed": torch.stack([pad(torch.as_tensor(it["fixed"])) for it in items]),
+        "moving": torch.stack([pad(torch.as_tensor(it["moving"])) for it in items]),
+    }
+
+
+# --------------------------------------------------------------------------- inference
+@dataclass
+class PreparedPair:
+    """A new pair on the network grid: ``fixed``/``moving`` (1, C, X, Y, Z) and the grid's geometry.
+
+    ``geometry`` maps the network grid of the fixed image back to its original file
+    (``geometry.affine`` is network voxel -> RAS mm; ``geometry.original_*`` the input
+    image), see :class:`medreg.transforms.geometry.ImageGeometry`. The moving image is
+    on the same network grid; ``moving_geometry`` records its original file.
+    """
+
+    fixed: torch.Tensor
+    moving: torch.Tensor
+    geometry: Any
+    moving_geometry: Any
+
+
+def prepare_pair(fixed: Sequence[Any], moving: Sequence[Any], config: Any, data_preprocess: Any = None) -> PreparedPair:
+    """Preprocess a new pair exactly as the training data was (``fixed``/``moving``: one source per channel).
+
+    ``config`` is the checkpoint's :class:`medreg.config.Config`; ``data_preprocess`` the
+    manifest's preprocessing it was trained on (``medreg.io.checkpoint.load_data_preprocess``;
+    default ``config.preprocess``). The pair goes through ``preprocess_pair`` with
+    ``data_preprocess`` and then :func:`network_grid` with ``config.preprocess``, the same
+    two steps the training pairs went through.
+    """
+    from medreg.transforms.geometry import ImageGeometry
+    from medreg.transforms.pipeline import preprocess_pair
+
+    pre = data_preprocess if data_preprocess is not None else config.preprocess
+    pre = pre.model_copy(update={"modalities": list(config.channels)})
+    pp = preprocess_pair(list(fixed), list(moving), pre)
+    f, affine = network_grid(torch.from_numpy(np.ascontiguousarray(pp.fixed, dtype=np.float32)),
+                             pp.fixed_geometry.affine, config.preprocess)
+    m, _ = network_grid(torch.from_numpy(np.ascontiguousarray(pp.moving, dtype=np.float32)),
+                        pp.moving_geometry.affine, config.preprocess)
+    shape = tuple(int(s) for s in f.shape[1:])
+
+    def geo(g) -> ImageGeometry:
+        return ImageGeometry(original_affine=g.original_affine, original_shape=g.original_shape,
+                             affine=affine, shape=shape)
+
+    return PreparedPair(fixed=f[None], moving=m[None], geometry=geo(pp.fixed_geometry),
+                        moving_geometry=geo(pp.moving_geometry))
