@@ -1,0 +1,636 @@
+"""``medreg register``: one pair through a trained model, mapped back to the original physical spaces.
+
+Geometry (the whole point of this module)
+-----------------------------------------
+1. The pair goes through the checkpoint's preprocessing (``config.preprocess``):
+   any orientation, spacing and size in; the moving image is resampled onto the
+   fixed image's *preprocessed* grid (``pair_grid: fixed``). World coordinates
+   are preserved exactly (:class:`~medreg.transforms.geometry.ImageGeometry`).
+2. ``phi = model(moving, fixed)`` maps normalized coordinates of that grid
+   (``align_corners=False``) from fixed to moving.
+3. For every voxel of the **original** fixed grid, with world point ``p`` (LPS mm):
+   ``p`` -> preprocessed voxel -> normalized ``x`` -> ``phi(x)``; the
+   displacement is ``u(p) = L (n / 2) (phi(x) - x)`` with ``L`` the preprocessed
+   grid's voxel -> LPS matrix, i.e. exactly ``q - p`` where ``q`` is ``phi(x)``
+   taken back to LPS mm. For speed ``phi(x) - x`` is sampled once on the
+   preprocessed grid and interpolated trilinearly at the original voxels
+   (:func:`map_to_original`); landmarks use ``phi`` itself. Voxels outside the
+   preprocessed crop take the displacement of the nearest border voxel of that
+   grid (smooth, but not registered there). Fixed landmarks given to
+   :func:`register_pair` are added to the foreground crop, so they are always inside.
+4. ``warped`` is the **original** moving image (not the normalized network input)
+   sampled at ``q = p + u(p)`` with its own affine (ITK semantics: linear, border
+   value within half a voxel outside, 0 beyond) and written with the fixed header.
+
+The result is a :class:`RegistrationResult`, a
+:class:`~medreg.baselines.base.BaselineResult` (``u`` in LPS mm on the fixed grid),
+so evaluation treats medreg like any baseline. Its ``map_points`` evaluates
+``phi`` exactly at the points (no resampling of ``u``).
+
+Instance optimisation (``io_steps > 0``) fine-tunes a *deep copy* of the model on
+this pair with the training loss (``config.loss``) for ``io_steps`` Adam steps;
+the model passed in is never changed.
+
+Outputs (:func:`write_outputs`), written into a staging folder and moved into
+``DIR`` file by file, ``run.json`` last (a folder with ``run.json`` is complete):
+``warped.nii.gz`` (first channel; ``warped_<channel>.nii.gz`` for the others),
+``field.nii.gz`` and ``transform.h5`` (see :mod:`medreg.io.itk_transform`),
+``jacobian_det.nii.gz``, ``landmarks.csv``/``.txt`` (same format as the input)
+and ``run.json``.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import platform
+import resource
+import shutil
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+
+from medreg.apply import apply_matrix, lps_matrix, points_output_name, read_points, slabs, write_points
+from medreg.baselines.base import BaselineResult
+from medreg.errors import ConfigError, InputError
+from medreg.io.landmarks import Landmarks, check_inside
+from medreg.io.nifti import Volume, check_input_file, load_volume
+from medreg.spatial.grid import voxel_to_normalized
+from medreg.spatial.transforms import Transform
+
+Source = str | Path | Volume
+KNOWN_OUTPUTS = ("warped.nii.gz", "field.nii.gz", "transform.h5", "jacobian_det.nii.gz", "landmarks.csv",
+                 "landmarks.txt", "run.json")
+
+
+@dataclass
+class RegistrationResult(BaselineResult):
+    """A medreg registration: the common result (``u`` in LPS mm on the original fixed grid) plus images.
+
+    Attributes (beyond :class:`BaselineResult`):
+        warped: the first moving channel resampled onto the original fixed grid.
+        warped_channels: every moving channel by name (``config.preprocess.modalities``).
+        fixed_header: the fixed NIfTI header (outputs are written with it), or None.
+        moving_affine: voxel -> RAS affine of the original moving image.
+        landmarks: the fixed-space landmarks given, if any; ``mapped_landmarks`` their images
+            in moving space (``phi`` evaluated exactly); ``landmark_format`` the input file format.
+    """
+
+    warped: Volume | None = None
+    warped_channels: dict[str, Volume] = field(default_factory=dict)
+    fixed_header: Any = None
+    moving_affine: np.ndarray | None = None
+    landmarks: Landmarks | None = None
+    mapped_landmarks: Landmarks | None = None
+    landmark_format: str | None = None
+    point_map: Callable[[np.ndarray], np.ndarray] | None = field(default=None, repr=False, compare=False)
+
+    def map_points(self, points_lps: np.ndarray) -> np.ndarray:
+        """``phi(p)`` for fixed-space points (N, 3) LPS mm: exact when the model's ``phi`` is kept, else via ``u``."""
+        if self.point_map is None:
+            return super().map_points(points_lps)
+        pts = np.asarray(points_lps, dtype=np.float64).reshape(-1, 3)
+        return self.point_map(pts)
+
+
+# --------------------------------------------------------------------------- small pieces
+def resolve_device(device: str | torch.device) -> torch.device:
+    """``auto`` (CUDA when present), ``cpu``, ``cuda`` or a torch device."""
+    if isinstance(device, torch.device):
+        return device
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise InputError(None, "--device cuda was asked for, but no CUDA device is available; use --device cpu or auto")
+    if device != "cpu" and not device.startswith("cuda"):
+        raise InputError(None, f"expected device auto, cpu or cuda, found {device!r}")
+    return torch.device(device)
+
+
+def peak_rss_mb() -> float:
+    """Lifetime peak resident memory of this process in MB."""
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return rss / (1024.0 * 1024.0) if sys.platform == "darwin" else rss / 1024.0
+
+
+def _sources(value: Source | Sequence[Source], channels: Sequence[str], role: str) -> list[Source]:
+    items = [value] if isinstance(value, (str, Path, Volume)) else list(value)
+    if len(items) != len(channels):
+        raise InputError(None, f"the model takes {len(channels)} channel(s) {list(channels)}; expected {len(channels)} "
+                               f"{role} image(s) in that order, found {len(items)}")
+    return items
+
+
+def _load(source: Source) -> Volume:
+    if isinstance(source, Volume):
+        return source
+    return load_volume(source, dtype=np.float32)
+
+
+def _header(source: Source) -> Any:
+    if isinstance(source, Volume) and source.path is None:
+        return None
+    import nibabel as nib
+
+    path = source.path if isinstance(source, Volume) else Path(source)
+    try:
+        return nib.load(str(path)).header.copy()
+    except Exception:
+        return None
+
+
+def _check_config(config: Any) -> None:
+    if getattr(config.preprocess, "pair_grid", "fixed") != "fixed":
+        raise ConfigError(f"preprocess.pair_grid={config.preprocess.pair_grid!r}: medreg register needs the moving "
+                          f"image on the fixed grid (pair_grid: fixed)")
+
+
+def _config_hash(config: Any) -> str | None:
+    fn = getattr(config, "config_hash", None)
+    return fn() if callable(fn) else None
+
+
+# --------------------------------------------------------------------------- instance optimisation
+def instance_optimize(model: torch.nn.Module, config: Any, moving: torch.Tensor, fixed: torch.Tensor, steps: int,
+                      lr: float | None = None) -> tuple[torch.nn.Module, list[float]]:
+    """Fine-tune a deep copy of ``model`` on one pair with the training loss; return (copy, loss per step).
+
+    ``model`` itself is never modified. The copy stays in ``model``'s mode (eval:
+    no dropout or batch statistics). ``lr`` defaults to ``config.train.lr``.
+    """
+    from medreg.train import make_objective
+
+    net = copy.deepcopy(model)
+    for p in net.parameters():
+        p.requires_grad_(True)
+    objective = make_objective(net, config)
+    rate = float(lr if lr is not None else config.train.lr)
+    opt = torch.optim.Adam([p for p in net.parameters()], lr=rate)
+    losses: list[float] = []
+    for _ in range(int(steps)):
+        opt.zero_grad(set_to_none=True)
+        out = objective(moving, fixed)
+        out.total.backward()
+        opt.step()
+        losses.append(float(out.total.detach()))
+    net.eval()
+    return net, losses
+
+
+# --------------------------------------------------------------------------- the map back to world space
+class PhiInWorld:
+    """``phi`` (normalized coords of the preprocessed grid) as a map of LPS mm points."""
+
+    def __init__(self, phi: Transform, pp_affine: np.ndarray, pp_shape: tuple[int, ...], device: torch.device):
+        self.phi, self.shape, self.device = phi, tuple(int(s) for s in pp_shape), device
+        self.to_pp = np.linalg.inv(lps_matrix(pp_affine))
+        # normalized displacement -> LPS mm: L @ diag(n / 2)
+        self.scale = torch.as_tensor(lps_matrix(pp_affine)[:3, :3] @ np.diag(np.asarray(self.shape) / 2.0),
+                                     dtype=torch.float64, device=device)
+
+    @torch.no_grad()
+    def displacement(self, points_lps: torch.Tensor) -> torch.Tensor:
+        """``u = phi(p) - p`` in LPS mm for points ``(3, N)`` float64."""
+        idx = apply_matrix(self.to_pp, points_lps)
+        x = voxel_to_normalized(idx[None], self.shape).to(torch.float32)
+        d = (self.phi(x) - x)[0].to(torch.float64)
+        return self.scale @ d
+
+    def __call__(self, points_lps: np.ndarray) -> np.ndarray:
+        pts = torch.as_tensor(np.asarray(points_lps, dtype=np.float64).reshape(-1, 3).T, device=self.device)
+        return (pts + self.displacement(pts)).T.cpu().numpy()
+
+
+def _to_normalized(shape: Sequence[int]) -> np.ndarray:
+    """4x4: voxel index -> normalized coordinate (align_corners=False), array order."""
+    n = np.asarray(shape, dtype=np.float64)
+    m = np.eye(4)
+    m[:3, :3] = np.diag(2.0 / n)
+    m[:3, 3] = 1.0 / n - 1.0
+    return m
+
+
+_REVERSE = np.eye(4)[[2, 1, 0, 3]]  # array order <-> grid_sample's (x, y, z) order
+
+
+def _theta(target_from_index: np.ndarray, out_shape: Sequence[int], offset: int, device: torch.device) -> torch.Tensor:
+    """``affine_grid`` matrix for a slab of the output grid starting at index ``offset`` along axis 0.
+
+    ``target_from_index`` (4x4, array order) takes output voxel indices to the target's
+    normalized coordinates; ``affine_grid`` works on normalized output coordinates in
+    grid_sample's reversed (x, y, z) order, so both sides are converted here.
+    """
+    from_norm = np.linalg.inv(_to_normalized(out_shape))
+    from_norm[0, 3] += offset
+    theta = _REVERSE @ target_from_index @ from_norm @ _REVERSE
+    return torch.as_tensor(theta[:3], dtype=torch.float32, device=device)[None]
+
+
+def map_to_original(world_phi: PhiInWorld, fixed_affine: np.ndarray, fixed_shape: tuple[int, ...],
+                    moving: torch.Tensor | None, moving_affine: np.ndarray | None) -> tuple[np.ndarray, np.ndarray | None]:
+    """``u`` (X, Y, Z, 3) float32 LPS mm on the original fixed grid, and ``moving ∘ phi`` (C, X, Y, Z) there.
+
+    ``phi``'s displacement is sampled once on the preprocessed grid, then interpolated
+    (trilinear; border value outside the preprocessed grid) at every original voxel:
+    one ``grid_sample`` at 1 mm instead of one per step of a multistep model (the
+    difference from evaluating the composition at each point is second order in the
+    field's curvature). Landmarks use the exact ``phi`` (:class:`PhiInWorld`).
+    Coordinates come from ``affine_grid`` (grid_sample's order directly); processed in
+    slabs along the first axis so memory stays bounded at 1 mm.
+    """
+    import torch.nn.functional as F
+
+    from medreg.spatial.grid import identity_grid
+
+    shape = tuple(int(s) for s in fixed_shape)
+    device = world_phi.device
+    pp_shape = world_phi.shape
+    with torch.no_grad():
+        dense = world_phi.phi.on_grid(pp_shape, device) - identity_grid(pp_shape, device)  # (1, 3, *pp) normalized
+    pp_from_index = _to_normalized(pp_shape) @ world_phi.to_pp @ lps_matrix(fixed_affine)
+    scale = world_phi.scale.to(torch.float32)  # normalized displacement -> LPS mm
+    u = torch.empty((*shape, 3), dtype=torch.float32)
+    warped = None
+    if moving is not None and moving_affine is not None:
+        m_shape = tuple(int(s) for s in moving.shape[2:])
+        to_moving = _to_normalized(m_shape) @ np.linalg.inv(lps_matrix(moving_affine))
+        moving_from_index = to_moving @ lps_matrix(fixed_affine)
+        # moving normalized (x, y, z order) per unit of normalized displacement (array-order channels)
+        gain = torch.as_tensor(_REVERSE[:3, :3] @ to_moving[:3, :3], dtype=torch.float32, device=device) @ scale
+        warped = torch.empty((moving.shape[1], *shape), dtype=torch.float32)
+    for x0, x1 in slabs(shape, 1 << 21):
+        size = (1, 1, x1 - x0, shape[1], shape[2])
+        grid = F.affine_grid(_theta(pp_from_index, shape, x0, device), size, align_corners=False)
+        d = F.grid_sample(dense, grid, mode="bilinear", padding_mode="border", align_corners=False)[0]
+        u[x0:x1] = torch.einsum("ij,jxyz->xyzi", scale, d).cpu()
+        if warped is not None:
+            grid = F.affine_grid(_theta(moving_from_index, shape, x0, device), size, align_corners=False)
+            grid += torch.einsum("kc,cxyz->xyzk", gain, d)[None]
+            vals = F.grid_sample(moving, grid, mode="bilinear", padding_mode="border", align_corners=False)[0]
+            vals *= (grid.abs() <= 1.0 + 1e-6).all(dim=-1).to(vals.dtype)  # ITK: 0 beyond half a voxel outside
+            warped[:, x0:x1] = vals.cpu()
+    return u.numpy(), None if warped is None else warped.numpy()
+
+
+# --------------------------------------------------------------------------- registration
+def register_pair(model: torch.nn.Module, config: Any, fixed_path: Source | Sequence[Source],
+                  moving_path: Source | Sequence[Source], *, io_steps: int = 0, device: str | torch.device = "cpu",
+                  landmarks: str | Path | None = None, io_lr: float | None = None) -> RegistrationResult:
+    """Register ``moving`` to ``fixed`` with ``model`` and map the result to the original grids.
+
+    Args:
+        model: a registration module, ``model(moving, fixed) -> phi`` (normalized coordinates).
+        config: the model's config (``.preprocess``; ``.loss`` and ``.train.lr`` for instance optimisation).
+        fixed_path, moving_path: one NIfTI path (or Volume) per channel, in
+            ``config.preprocess.modalities`` order (a single path for one channel).
+        io_steps: instance-optimisation steps (0: none).
+        device: ``cpu``, ``cuda`` or ``auto``.
+        landmarks: fixed-space landmark file (BraTS-Reg CSV, DIR-Lab txt, Learn2Reg csv).
+        io_lr: instance-optimisation learning rate (default ``config.train.lr``).
+    """
+    _check_config(config)
+    if io_steps < 0:
+        raise InputError(None, f"expected --io-steps >= 0, found {io_steps}")
+    t_start = time.perf_counter()
+    dev = resolve_device(device)
+    channels = list(config.preprocess.modalities)
+    fixed_src = _sources(fixed_path, channels, "fixed")
+    moving_src = _sources(moving_path, channels, "moving")
+    for s in [*fixed_src, *moving_src] + ([landmarks] if landmarks is not None else []):
+        if not isinstance(s, Volume):
+            check_input_file(s, "a landmark file" if s is landmarks else "a NIfTI image")
+    timings: dict[str, float] = {}
+
+    t = time.perf_counter()
+    fixed_vols = [_load(s) for s in fixed_src]
+    moving_vols = [_load(s) for s in moving_src]
+    fixed0, moving0 = fixed_vols[0], moving_vols[0]
+    lm = fmt = None
+    if landmarks is not None:
+        lm, fmt = read_points(landmarks, fixed0.affine)
+        check_inside(lm, fixed0.shape, fixed0.affine)
+    timings["load"] = time.perf_counter() - t
+
+    from medreg.transforms.pipeline import preprocess_pair
+
+    t = time.perf_counter()
+    pair = preprocess_pair(fixed_vols, moving_vols, config.preprocess, fixed_points=None if lm is None else lm.points)
+    timings["preprocess"] = time.perf_counter() - t
+    geo = pair.fixed_geometry
+    fixed_t = torch.from_numpy(pair.fixed)[None].to(dev)
+    moving_t = torch.from_numpy(pair.moving)[None].to(dev)
+
+    net, io_losses = model, []
+    if io_steps > 0:
+        t = time.perf_counter()
+        net, io_losses = instance_optimize(model, config, moving_t, fixed_t, io_steps, io_lr)
+        timings["instance_optimization"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    with torch.no_grad():
+        phi = net(moving_t, fixed_t)
+    if dev.type == "cuda":
+        torch.cuda.synchronize(dev)
+    timings["predict"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    world_phi = PhiInWorld(phi, geo.affine, geo.shape, dev)
+    moving_orig = torch.from_numpy(np.stack([np.asarray(v.array, dtype=np.float32) for v in moving_vols]))[None].to(dev)
+    u, warped = map_to_original(world_phi, fixed0.affine, fixed0.shape, moving_orig, moving0.affine)
+    if dev.type == "cuda":
+        torch.cuda.synchronize(dev)
+    timings["map_to_original"] = time.perf_counter() - t
+
+    mapped = None
+    if lm is not None:
+        mapped = Landmarks(list(lm.names), world_phi(lm.points))
+    seconds = time.perf_counter() - t_start
+    extra: dict[str, Any] = {
+        "method": "medreg",
+        "io_steps": int(io_steps),
+        "io_losses": io_losses,
+        "device": str(dev),
+        "config_hash": _config_hash(config),
+        "timings": {k: round(v, 4) for k, v in timings.items()},
+        "seconds_includes": "reading the images, preprocessing, instance optimisation, the network, the map back "
+                            "to the original grids and warping the moving image (not writing outputs)",
+        "preprocessed_shape": list(geo.shape),
+        "preprocessed_spacing": list(geo.spacing),
+        "peak_rss_source": "ru_maxrss of this process (lifetime peak, an upper bound)",
+    }
+    if dev.type == "cuda":
+        extra["cuda_peak_mb"] = torch.cuda.max_memory_allocated(dev) / 2**20
+    warped_channels = {c: Volume(warped[i], fixed0.affine.copy()) for i, c in enumerate(channels)}
+    return RegistrationResult(
+        displacement_lps=u, fixed_affine=fixed0.affine, seconds=seconds, threads=torch.get_num_threads(),
+        peak_rss_mb=peak_rss_mb(), extra=extra,
+        warped=warped_channels[channels[0]], warped_channels=warped_channels,
+        fixed_header=_header(fixed_src[0]), moving_affine=moving0.affine.copy(),
+        landmarks=lm, mapped_landmarks=mapped, landmark_format=fmt, point_map=world_phi,
+    )
+
+
+# --------------------------------------------------------------------------- outputs
+def check_out_dir(out_dir: str | Path, overwrite: bool = False) -> Path:
+    """``out_dir`` may be new or empty; a non-empty folder only with ``overwrite``."""
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise InputError(out, "expected an output folder, found a file")
+    if out.is_dir() and any(out.iterdir()) and not overwrite:
+        n = len(list(out.iterdir()))
+        raise InputError(out, f"expected a new or empty output folder, found {n} entries; refusing to overwrite "
+                              f"(pass --overwrite)")
+    return out
+
+
+def run_info(result: RegistrationResult, **more: Any) -> dict[str, Any]:
+    """What ``run.json`` records: model, config hash, device, threads, seconds, peak memory, inputs."""
+    from medreg import __version__
+
+    info = {
+        "medreg_version": __version__,
+        "torch_version": torch.__version__,
+        "machine": {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
+                    "cpu_count": os.cpu_count()},
+        "config_hash": result.extra.get("config_hash"),
+        "device": result.extra.get("device"),
+        "threads": result.threads,
+        "seconds": round(result.seconds, 4),
+        "peak_rss_mb": round(result.peak_rss_mb, 1),
+        "io_steps": result.extra.get("io_steps", 0),
+        "timings": result.extra.get("timings", {}),
+        "preprocessed_shape": result.extra.get("preprocessed_shape"),
+        "convention": "phi(x) = x + u(x) maps fixed points to moving points; u in LPS mm on the fixed grid",
+    }
+    for key in ("cuda_peak_mb", "io_losses"):
+        if key in result.extra:
+            info[key] = result.extra[key]
+    info.update(more)
+    return info
+
+
+def _write_all(result: RegistrationResult, tmp: Path, write_h5: bool) -> list[str]:
+    from medreg.io.itk_transform import save_nifti_like, write_displacement_nifti, write_transform_h5
+
+    affine, header = result.fixed_affine, result.fixed_header
+    names = []
+    for i, (name, vol) in enumerate(result.warped_channels.items()):
+        fname = "warped.nii.gz" if i == 0 else f"warped_{name}.nii.gz"
+        save_nifti_like(tmp / fname, vol.array.astype(np.float32), affine, header)
+        names.append(fname)
+    write_displacement_nifti(tmp / "field.nii.gz", result.displacement_lps, affine, header=header)
+    names.append("field.nii.gz")
+    if write_h5:
+        write_transform_h5(tmp / "transform.h5", result.displacement_lps, affine)
+        names.append("transform.h5")
+    save_nifti_like(tmp / "jacobian_det.nii.gz", result.jacobian_determinant().astype(np.float32), affine, header)
+    names.append("jacobian_det.nii.gz")
+    if result.mapped_landmarks is not None and result.landmark_format is not None:
+        fname = points_output_name(result.landmark_format)  # type: ignore[arg-type]
+        write_points(tmp / fname, result.mapped_landmarks, result.landmark_format, result.moving_affine)  # type: ignore[arg-type]
+        names.append(fname)
+    return names
+
+
+def _file_mode() -> int:
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+def write_outputs(result: RegistrationResult, out_dir: str | Path, *, info: dict[str, Any] | None = None,
+                  overwrite: bool = False, write_h5: bool = True) -> dict[str, Path]:
+    """Write every output of a registration into ``out_dir``; return them by file name.
+
+    Files are written into a staging folder beside ``out_dir``, then moved in one
+    by one (each move atomic), ``run.json`` last. A non-empty ``out_dir`` is refused
+    unless ``overwrite``; then known medreg outputs not written this time are removed.
+    """
+    out = check_out_dir(out_dir, overwrite)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    t = time.perf_counter()
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    try:
+        names = _write_all(result, tmp, write_h5)
+        write_seconds = time.perf_counter() - t
+        record = run_info(result, write_seconds=round(write_seconds, 4), outputs=names + ["run.json"], **(info or {}))
+        (tmp / "run.json").write_text(json.dumps(record, indent=1, default=str) + "\n")
+        mode = _file_mode()
+        for name in names + ["run.json"]:
+            os.chmod(tmp / name, mode)  # temporary files are private (0600); outputs follow the umask
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "run.json").unlink(missing_ok=True)  # the folder is incomplete until run.json is back
+        for name in names:
+            os.replace(tmp / name, out / name)
+        for stale in KNOWN_OUTPUTS:
+            if stale not in names and stale != "run.json":
+                (out / stale).unlink(missing_ok=True)
+        os.replace(tmp / "run.json", out / "run.json")
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return {name: out / name for name in names + ["run.json"]}
+
+
+# --------------------------------------------------------------------------- batch mode
+@dataclass
+class PairJob:
+    """One pair of a batch: channel files in model order, optional fixed landmarks, an id (the sub-folder)."""
+
+    id: str
+    fixed: list[Path]
+    moving: list[Path]
+    landmarks: Path | None = None
+
+
+def _safe_id(value: str, source: Path, row: int) -> str:
+    import re
+
+    if not re.match(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", value):
+        raise InputError(source, f"row {row}: expected an id of letters, digits, '_', '-', '.', found {value!r}")
+    return value
+
+
+def read_pairs_csv(path: str | Path, channels: Sequence[str]) -> list[PairJob]:
+    """A CSV of pairs: columns ``fixed,moving[,landmarks,id]`` (relative paths are relative to the CSV).
+
+    For several channels, ``fixed``/``moving`` hold the files separated by ``;`` in
+    model order, or the CSV has ``fixed_<channel>``/``moving_<channel>`` columns.
+    """
+    import csv
+
+    path = check_input_file(path, "a CSV of pairs (columns fixed,moving[,landmarks,id])")
+    root = path.parent
+    with open(path, newline="", encoding="utf-8-sig") as fh:
+        rows = list(csv.DictReader(fh))
+    if not rows:
+        raise InputError(path, "expected a header and at least one pair, found none")
+    cols = set(rows[0])
+    per_channel = all(f"fixed_{c}" in cols and f"moving_{c}" in cols for c in channels)
+    if not per_channel and not {"fixed", "moving"} <= cols:
+        raise InputError(path, f"expected columns fixed,moving (or fixed_<channel>,moving_<channel> for {list(channels)}), "
+                               f"found {sorted(c for c in cols if c)}")
+
+    def files(value: str, row: int, role: str) -> list[Path]:
+        parts = [v.strip() for v in (value or "").split(";") if v.strip()]
+        if len(parts) != len(channels):
+            raise InputError(path, f"row {row}: expected {len(channels)} {role} file(s) for channels {list(channels)} "
+                                   f"(separated by ';'), found {len(parts)}")
+        return [p if p.is_absolute() else root / p for p in map(Path, parts)]
+
+    jobs, seen = [], set()
+    for i, row in enumerate(rows, start=2):
+        if per_channel:
+            fixed = files(";".join(row[f"fixed_{c}"] or "" for c in channels), i, "fixed")
+            moving = files(";".join(row[f"moving_{c}"] or "" for c in channels), i, "moving")
+        else:
+            fixed, moving = files(row["fixed"], i, "fixed"), files(row["moving"], i, "moving")
+        lm = (row.get("landmarks") or "").strip()
+        lm_path = None if not lm else (Path(lm) if Path(lm).is_absolute() else root / lm)
+        pid = _safe_id((row.get("id") or "").strip() or f"pair_{i - 1:04d}", path, i)
+        if pid in seen:
+            raise InputError(path, f"row {i}: expected unique ids, found {pid!r} twice")
+        seen.add(pid)
+        jobs.append(PairJob(pid, fixed, moving, lm_path))
+    return jobs
+
+
+def manifest_jobs(manifest_path: str | Path, channels: Sequence[str], split: str | None = None) -> list[PairJob]:
+    """The pairs of a ``medreg preprocess`` manifest (one split, or all), as jobs in the manifest's own grid."""
+    from medreg.datasets.manifest import read_manifest, resolve
+
+    mpath = Path(manifest_path)
+    manifest = read_manifest(mpath)
+    mpath = mpath / "manifest.json" if mpath.is_dir() else mpath
+    root = mpath.parent
+    entries = manifest.pairs if split is None else manifest.split(split)
+    if not entries:
+        have = sorted({str(e.split) for e in manifest.pairs})
+        raise InputError(mpath, f"expected pairs in split {split!r}, found none (splits: {', '.join(have)})")
+    jobs = []
+    for e in entries:
+        missing = [c for c in channels if c not in e.fixed or c not in e.moving]
+        if missing:
+            raise InputError(mpath, f"pair {e.id!r}: expected channels {list(channels)}, found {sorted(e.fixed)}")
+        lm = None if e.fixed_landmarks is None else resolve(root, e.fixed_landmarks)
+        jobs.append(PairJob(e.id, [resolve(root, e.fixed[c]) for c in channels],
+                            [resolve(root, e.moving[c]) for c in channels], lm))
+    return jobs
+
+
+@dataclass
+class BatchSummary:
+    """What a batch did: finished, skipped (already complete) and failed pairs (id -> reason)."""
+
+    out: Path
+    done: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed
+
+    def text(self) -> str:
+        lines = [f"{len(self.done)} registered, {len(self.skipped)} already done, {len(self.failed)} failed -> {self.out}"]
+        if self.seconds:
+            lines.append(f"seconds per pair: mean {np.mean(list(self.seconds.values())):.2f}")
+        lines += [f"  FAILED {k}: {v}" for k, v in self.failed.items()]
+        return "\n".join(lines)
+
+
+def register_batch(model: torch.nn.Module, config: Any, jobs: Sequence[PairJob], out_dir: str | Path, *,
+                   io_steps: int = 0, device: str | torch.device = "cpu", io_lr: float | None = None,
+                   overwrite: bool = False, info: dict[str, Any] | None = None, progress: bool = False,
+                   write_h5: bool = True) -> BatchSummary:
+    """Register every job with one loaded model into ``out_dir/<id>/``; record ``out_dir/batch.json``.
+
+    A pair folder that already holds ``run.json`` is skipped (resume) unless
+    ``overwrite``. A failing pair is recorded with its reason and does not stop the batch.
+    """
+    from medreg.errors import MedregError
+    from medreg.io.atomic import write_text_atomic
+
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise InputError(out, "expected an output folder, found a file")
+    summary = BatchSummary(out)
+    iterator: Any = jobs
+    if progress:
+        from tqdm import tqdm
+
+        iterator = tqdm(jobs, desc="register", unit="pair")
+    for job in iterator:
+        folder = out / job.id
+        if (folder / "run.json").is_file() and not overwrite:
+            summary.skipped.append(job.id)
+            continue
+        try:
+            check_out_dir(folder, overwrite)
+            res = register_pair(model, config, job.fixed, job.moving, io_steps=io_steps, device=device,
+                                landmarks=job.landmarks, io_lr=io_lr)
+            write_outputs(res, folder, overwrite=overwrite, write_h5=write_h5,
+                          info={**(info or {}), "id": job.id, "fixed": [str(p) for p in job.fixed],
+                                "moving": [str(p) for p in job.moving],
+                                "landmarks": None if job.landmarks is None else str(job.landmarks)})
+            summary.done.append(job.id)
+            summary.seconds[job.id] = round(res.seconds, 4)
+        except (MedregError, ValueError, RuntimeError) as err:
+            summary.failed[job.id] = f"{type(err).__name__}: {err}"
+    record = {"out": str(out), "done": summary.done, "skipped": summary.skipped, "failed": summary.failed,
+              "seconds": summary.seconds, **(info or {})}
+    out.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(out / "batch.json", json.dumps(record, indent=1, default=str) + "\n", overwrite=True)
+    return summary
+
+
+__all__ = ["BatchSummary", "PairJob", "PhiInWorld", "RegistrationResult", "check_out_dir", "instance_optimize",
+           "manifest_jobs", "map_to_original", "read_pairs_csv", "register_batch", "register_pair",
+           "resolve_device", "run_info", "write_outputs"]

@@ -1,0 +1,287 @@
+"""medreg.register: geometry of the map back to the original grids, outputs, instance optimisation.
+
+The pair is a smooth blob pattern defined in world (LPS mm) coordinates and sampled
+on two different grids (spacings, orientations, sizes); the moving image is the
+pattern translated by a known vector ``t`` so the true map is ``phi(x) = x + t``.
+The model searches integer voxel shifts of the network grid (no answer given to it),
+so a sign or axis error anywhere in the geometry shows up as a wrong field or a
+warped image that does not match the fixed one.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from medreg.baselines.base import BaselineResult
+from medreg.errors import InputError
+from medreg.io.geometry import lps_to_voxel, voxel_to_lps
+from medreg.io.landmarks import Landmarks, read_brats_csv, write_brats_csv, write_dirlab_txt
+from medreg.io.nifti import load_volume, save_volume
+from medreg.registration import RegistrationModule
+from medreg.spatial import Affine, warp
+
+CENTRES = np.array([[5, 3, -4], [-8, 6, 5], [10, -7, 2], [-3, -9, -6], [0, 0, 0], [12, 10, -3]], dtype=float)
+T_LPS = np.array([4.0, -6.0, 2.0])  # mm; 2 mm network voxels: (2, -3, 1)
+
+
+def blob_image(affine: np.ndarray, shape: tuple[int, int, int], shift_lps=(0.0, 0.0, 0.0), floor: float = 0.0):
+    """Sum of Gaussians at CENTRES (LPS mm), translated by ``shift_lps``, sampled at the voxel centres."""
+    idx = np.stack(np.meshgrid(*[np.arange(n) for n in shape], indexing="ij"), -1).reshape(-1, 3)
+    p = voxel_to_lps(affine, idx) - np.asarray(shift_lps, dtype=float)
+    v = sum(np.exp(-np.sum((p - c) ** 2, 1) / (2 * 4.0 ** 2)) * (1 + 0.2 * i) for i, c in enumerate(CENTRES))
+    return np.clip(v - floor, 0, None).reshape(shape).astype(np.float32)
+
+
+class SearchTranslation(RegistrationModule):
+    """Finds the integer voxel shift (network grid) maximising NCC, by coordinate search; returns it as an Affine."""
+
+    def __init__(self, radius: int = 4):
+        super().__init__()
+        self.radius = radius
+
+    def _matrix(self, shift: torch.Tensor, shape) -> torch.Tensor:
+        m = torch.eye(3, 4)
+        m[:, 3] = shift * 2 / torch.tensor(shape, dtype=torch.float32)
+        return m
+
+    def forward(self, moving, fixed):
+        shape = tuple(fixed.shape[2:])
+        best = torch.zeros(3)
+
+        def score(s):
+            w = warp(moving, Affine(self._matrix(s, shape)))
+            a, b = w - w.mean(), fixed - fixed.mean()
+            return float((a * b).sum() / (a.norm() * b.norm() + 1e-8))
+
+        for _ in range(2):
+            for ax in range(3):
+                cands = []
+                for d in range(-self.radius, self.radius + 1):
+                    s = best.clone()
+                    s[ax] = d
+                    cands.append((score(s), d))
+                best[ax] = max(cands)[1]
+        return Affine(self._matrix(best, shape))
+
+
+def make_config(crop: bool = False, spacing=(2.0, 2.0, 2.0)):
+    from medreg.config import Config
+
+    return Config.model_validate({
+        "data": {"dataset": "demo-brain"},
+        "preprocess": {"modalities": ["t1"], "spacing": list(spacing), "intensity": {"kind": "mri_percentile"},
+                       "crop_foreground": crop, "crop_margin": 2, "shape_multiple": 8},
+        "model": {"levels": 1, "unet_channels": [4, 8]},
+        "loss": {"lam": 0.1},
+        "train": {"lr": 1e-2},
+    })
+
+
+@pytest.fixture(scope="module")
+def translated_pair(tmp_path_factory):
+    """Fixed: RAS header, spacing (1.5, 1.2, 1.0). Moving: LPS-style header (i -> left, j -> posterior), other spacing and size."""
+    d = tmp_path_factory.mktemp("pair")
+    fa = np.diag([1.5, 1.2, 1.0, 1.0])
+    fa[:3, 3] = [-30, -25, -20]
+    ma = np.diag([-1.0, -1.3, 1.1, 1.0])
+    ma[:3, 3] = [36, 36, -21]
+    fixed = save_volume(d / "fixed.nii.gz", blob_image(fa, (40, 42, 40)), fa)
+    moving = save_volume(d / "moving.nii.gz", blob_image(ma, (72, 56, 40), T_LPS), ma)
+    return {"dir": d, "fixed": fixed, "moving": moving, "fixed_affine": fa, "moving_affine": ma}
+
+
+@pytest.fixture(scope="module")
+def translated_result(translated_pair):
+    from medreg.register import register_pair
+
+    return register_pair(SearchTranslation(), make_config(), translated_pair["fixed"], translated_pair["moving"])
+
+
+def test_translation_recovered_in_mm_across_spacings_and_ras_vs_lps_headers(translated_pair, translated_result):
+    res = translated_result
+    assert isinstance(res, BaselineResult)
+    assert res.displacement_lps.shape == (40, 42, 40, 3)
+    np.testing.assert_allclose(res.displacement_lps.reshape(-1, 3), np.broadcast_to(T_LPS, (40 * 42 * 40, 3)), atol=1e-3)
+    # the warped moving image is the fixed pattern again (inside the moving field of view)
+    fixed = load_volume(translated_pair["fixed"]).array
+    inner = (slice(4, -4),) * 3
+    assert np.abs(res.warped.array[inner] - fixed[inner]).max() < 0.03 * fixed.max()
+    pts = np.array([[0.0, 0.0, 0.0], [7.3, -4.1, 3.3]])
+    np.testing.assert_allclose(res.map_points(pts), pts + T_LPS, atol=1e-3)
+    np.testing.assert_allclose(BaselineResult.map_points(res, pts), pts + T_LPS, atol=1e-3)  # via the field too
+    np.testing.assert_allclose(res.jacobian_determinant(), 1.0, atol=1e-4)
+    assert res.extra["method"] == "medreg" and res.seconds > 0 and res.threads >= 1
+
+
+def _outputs(translated_result, tmp_path):
+    from medreg.register import write_outputs
+
+    return write_outputs(translated_result, tmp_path / "out", info={"model": "search-translation"})
+
+
+def test_outputs_written_with_fixed_header_and_run_json(translated_pair, translated_result, tmp_path):
+    import nibabel as nib
+
+    files = _outputs(translated_result, tmp_path)
+    assert set(files) == {"warped.nii.gz", "field.nii.gz", "transform.h5", "jacobian_det.nii.gz", "run.json"}
+    for name in ("warped.nii.gz", "jacobian_det.nii.gz", "field.nii.gz"):
+        img = nib.load(str(files[name]))
+        np.testing.assert_allclose(img.affine, translated_pair["fixed_affine"], atol=1e-5)
+        assert img.shape[:3] == (40, 42, 40)
+    info = json.loads(files["run.json"].read_text())
+    for key in ("config_hash", "device", "threads", "seconds", "peak_rss_mb", "model", "outputs"):
+        assert key in info, key
+    assert info["model"] == "search-translation" and info["device"] == "cpu"
+    assert not [p for p in (tmp_path).iterdir() if p.name.startswith(".")]  # staging folder removed
+
+
+def test_out_dir_refused_when_not_empty_unless_overwrite(translated_result, tmp_path):
+    from medreg.register import write_outputs
+
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "landmarks.csv").write_text("stale\n")
+    (out / "notes.txt").write_text("mine\n")
+    with pytest.raises(InputError, match="refusing to overwrite"):
+        write_outputs(translated_result, out)
+    assert sorted(p.name for p in out.iterdir()) == ["landmarks.csv", "notes.txt"]
+    write_outputs(translated_result, out, overwrite=True)
+    names = {p.name for p in out.iterdir()}
+    assert "run.json" in names and "notes.txt" in names and "landmarks.csv" not in names  # stale medreg output removed
+
+
+def test_field_reproduces_warped_with_simpleitk(translated_pair, translated_result, tmp_path):
+    import nibabel as nib
+    import SimpleITK as sitk
+
+    files = _outputs(translated_result, tmp_path)
+    warped = np.asarray(nib.load(str(files["warped.nii.gz"])).dataobj)
+    fixed = sitk.ReadImage(str(translated_pair["fixed"]))
+    moving = sitk.ReadImage(str(translated_pair["moving"]), sitk.sitkFloat64)
+    field = sitk.ReadImage(str(files["field.nii.gz"]), sitk.sitkVectorFloat64)
+    for tx in (sitk.DisplacementFieldTransform(field), sitk.ReadTransform(str(files["transform.h5"]))):
+        out = sitk.GetArrayFromImage(sitk.Resample(moving, fixed, tx, sitk.sitkLinear, 0.0)).transpose(2, 1, 0)
+        assert np.abs(out - warped).max() < 1e-3 * warped.max()
+
+
+@pytest.mark.ants
+def test_field_reproduces_warped_with_ants(translated_pair, translated_result, tmp_path):
+    ants = pytest.importorskip("ants")
+    import nibabel as nib
+
+    files = _outputs(translated_result, tmp_path)
+    warped = np.asarray(nib.load(str(files["warped.nii.gz"])).dataobj)
+    fixed = ants.image_read(str(translated_pair["fixed"]))
+    moving = ants.image_read(str(translated_pair["moving"]))
+    out = ants.apply_transforms(fixed, moving, [str(files["field.nii.gz"])]).numpy()
+    assert np.abs(out - warped).max() < 1e-3 * warped.max()
+    pts = np.array([[1.0, 2.0, 3.0]])
+    import pandas as pd
+
+    mapped = ants.apply_transforms_to_points(3, pd.DataFrame(pts, columns=["x", "y", "z"]), [str(files["field.nii.gz"])])
+    np.testing.assert_allclose(mapped.to_numpy(), pts + T_LPS, atol=1e-3)
+
+
+def _brats_affine() -> np.ndarray:
+    a = np.eye(4)
+    a[0, 0], a[1, 1], a[1, 3] = -1.0, -1.0, 239.0
+    return a
+
+
+def test_brats_header_landmarks_map_in_the_right_direction(tmp_path):
+    """BraTS-Reg header (sform -1,-1, offset 239, qform 0); moving = fixed shifted by +6 voxels along j."""
+    from medreg.register import register_pair, write_outputs
+
+    a = _brats_affine()
+    shape = (56, 60, 48)
+    centre = voxel_to_lps(a, np.array([[28.0, 30.0, 24.0]]))[0]
+    fixed_img = blob_image(a, shape, centre, floor=0.3)
+    moving_img = blob_image(a, shape, centre + np.array([0.0, 6.0, 0.0]), floor=0.3)  # feature at j + 6 -> LPS Y + 6
+    f = save_volume(tmp_path / "f.nii.gz", fixed_img, a, brats_header=True)
+    m = save_volume(tmp_path / "m.nii.gz", moving_img, a, brats_header=True)
+    ijk = np.array([[28.0, 30.0, 24.0], [22.0, 36.0, 20.0], [24.0, 26.0, 22.0]])
+    pts = voxel_to_lps(a, ijk)
+    np.testing.assert_allclose(pts[0], [28.0, 30.0 - 239.0, 24.0])  # CSV values: X=i, Y=j-239, Z=k
+    write_brats_csv(tmp_path / "fixed_landmarks.csv", Landmarks(["a", "b", "c"], pts))
+    res = register_pair(SearchTranslation(), make_config(crop=True), f, m, landmarks=tmp_path / "fixed_landmarks.csv")
+    pp = res.extra["preprocessed_shape"]
+    assert np.prod(pp) < 32 * 32 * 24  # the foreground crop (landmarks included) is smaller than the padded 2 mm grid
+    expected = pts + np.array([0.0, 6.0, 0.0])
+    np.testing.assert_allclose(res.mapped_landmarks.points, expected, atol=1e-3)
+    # the mapped point shows the same intensity in the moving image as the fixed point in the fixed image
+    mi = lps_to_voxel(a, res.mapped_landmarks.points[:2]).round().astype(int)
+    for k in range(2):
+        assert moving_img[tuple(mi[k])] == pytest.approx(fixed_img[tuple(ijk[k].astype(int))], rel=1e-5)
+    files = write_outputs(res, tmp_path / "out")
+    out = read_brats_csv(files["landmarks.csv"])
+    assert out.names == ["a", "b", "c"]
+    np.testing.assert_allclose(out.points, expected, atol=1e-3)
+    import nibabel as nib
+
+    hdr = nib.load(str(files["warped.nii.gz"])).header
+    assert int(hdr["sform_code"]) == 1 and int(hdr["qform_code"]) == 0  # the fixed header, BraTS style
+    # whole-voxel shift: exact everywhere the moving image covers, outside the crop too (phi's extension)
+    assert np.abs(res.warped.array - fixed_img)[:, :-6].max() < 1e-4
+
+
+def test_dirlab_landmarks_read_with_fixed_affine_written_with_moving_affine(translated_pair, tmp_path):
+    from medreg.register import register_pair, write_outputs
+
+    fa, ma = translated_pair["fixed_affine"], translated_pair["moving_affine"]
+    ijk0 = np.array([[20.0, 21.0, 20.0], [10.0, 30.0, 25.0]])
+    write_dirlab_txt(tmp_path / "fixed.txt", Landmarks(["1", "2"], voxel_to_lps(fa, ijk0)), fa)
+    res = register_pair(SearchTranslation(), make_config(), translated_pair["fixed"], translated_pair["moving"],
+                        landmarks=tmp_path / "fixed.txt")
+    files = write_outputs(res, tmp_path / "out")
+    rows = np.loadtxt(files["landmarks.txt"])
+    expected = lps_to_voxel(ma, voxel_to_lps(fa, ijk0) + T_LPS) + 1.0  # 1-based indices of the moving image
+    np.testing.assert_allclose(rows, expected, atol=2e-3)
+
+
+def test_instance_optimisation_never_changes_the_loaded_model(translated_pair, tmp_path):
+    from medreg.register import register_pair
+    from medreg.registration.build import build_model
+
+    cfg = make_config()
+    torch.manual_seed(0)
+    model = build_model(cfg.model, 1).eval()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    a = (translated_pair["fixed"], translated_pair["moving"])
+    b = (translated_pair["moving"], translated_pair["fixed"])  # another pair: the roles swapped
+    fresh_b = register_pair(model, cfg, *b)
+    a_io = register_pair(model, cfg, *a, io_steps=3)
+    a_plain = register_pair(model, cfg, *a)
+    after_b = register_pair(model, cfg, *b)
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, before[k]), k
+    assert np.array_equal(after_b.displacement_lps, fresh_b.displacement_lps)
+    assert np.abs(a_io.displacement_lps - a_plain.displacement_lps).max() > 1e-3  # IO did change A's result
+    assert len(a_io.extra["io_losses"]) == 3 and a_io.extra["io_losses"][-1] < a_io.extra["io_losses"][0]
+
+
+def test_channel_count_mismatch_is_a_clear_error(translated_pair):
+    from medreg.register import register_pair
+
+    with pytest.raises(InputError, match=r"model takes 1 channel\(s\) \['t1'\]; expected 1 fixed image"):
+        register_pair(SearchTranslation(), make_config(), [translated_pair["fixed"]] * 2, translated_pair["moving"])
+
+
+def test_translation_recovered_with_permuted_axes_header(tmp_path):
+    """Fixed array axes rotated 90 degrees about z (i -> anterior, j -> left): the field is still t in LPS mm."""
+    from medreg.register import register_pair
+
+    fa = np.array([[0.0, -1.2, 0.0, 25.0], [1.5, 0.0, 0.0, -30.0], [0.0, 0.0, 1.0, -20.0], [0, 0, 0, 1]])
+    ma = np.diag([1.1, 1.0, 1.3, 1.0])
+    ma[:3, 3] = [-36, -36, -24]
+    f = save_volume(tmp_path / "f.nii.gz", blob_image(fa, (40, 42, 40)), fa)
+    m = save_volume(tmp_path / "m.nii.gz", blob_image(ma, (66, 72, 36), T_LPS), ma)
+    res = register_pair(SearchTranslation(), make_config(), f, m)
+    np.testing.assert_allclose(res.displacement_lps.reshape(-1, 3).mean(0), T_LPS, atol=1e-3)
+    assert np.abs(res.displacement_lps - T_LPS).max() < 1e-3
+    fixed = load_volume(f).array
+    inner = (slice(4, -4),) * 3
+    assert np.abs(res.warped.array[inner] - fixed[inner]).max() < 0.03 * fixed.max()
