@@ -36,7 +36,7 @@ from medreg.io.checkpoint import existing_checkpoint_dir, load_trainer_state, sa
 from medreg.registration.build import build_model, required_multiple
 from medreg.registration.objective import RegistrationObjective
 from medreg.training import distributed
-from medreg.training.data import (LoadPaird, StepSampler, TrainPairs, check_manifest, collate_pairs, make_dataset,
+from medreg.training.data import (LoadPaird, hold_out, StepSampler, TrainPairs, check_manifest, collate_pairs, make_dataset,
                                   split_records)
 from medreg.training.logs import RunLogger
 from medreg.training.validation import validate
@@ -171,6 +171,7 @@ def train(config: Config | None, data: str | Path, out: str | Path, *, device: s
         loader_fn = LoadPaird(config.channels, config.preprocess, multiple, hint)
         train_set = make_dataset(train_records, loader_fn, config.data.cache)
         val_records = split_records(manifest, manifest_path.parent, config.data.val_split, config.data.val_pairs)
+        train_records, val_records = hold_out(train_records, val_records, config.data)
         has_val = bool(val_records)  # the same on every rank; only rank 0 loads and runs validation
         if config.data.val_split is not None and not has_val and ctx.is_main:
             print(f"medreg train: warning: no pairs of split {config.data.val_split!r} (data.val_split) in "

@@ -289,3 +289,23 @@ def test_prepare_pair_puts_a_new_pair_on_the_network_grid_with_its_geometry():
     assert np.allclose(world, voxel_to_lps(affine, centre_vox[None]), atol=0.05)
     back = pair.geometry.voxel_to_original(lps_to_voxel(pair.geometry.affine, world))
     assert np.allclose(voxel_to_lps(affine, back), world)
+
+
+def test_validation_from_the_training_split_is_held_out_of_training():
+    from types import SimpleNamespace
+
+    import pytest
+
+    from medreg.errors import ConfigError
+    from medreg.training.data import hold_out
+
+    train = [{"id": f"p{i}"} for i in range(5)]
+    test = [{"id": "t0"}]
+    cfg = SimpleNamespace(train_split="train", val_split="train", val_pairs=2)
+    tr, va = hold_out(train, train[:2], cfg)
+    assert [r["id"] for r in tr] == ["p0", "p1", "p2"] and [r["id"] for r in va] == ["p3", "p4"]
+    assert not {r["id"] for r in tr} & {r["id"] for r in va}
+    other = SimpleNamespace(train_split="train", val_split="test", val_pairs=2)
+    assert hold_out(train, test, other) == (train, test)
+    with pytest.raises(ConfigError, match="val_pairs=5 would leave no training pairs"):
+        hold_out(train, train, SimpleNamespace(train_split="train", val_split="train", val_pairs=5))

@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from monai.transforms import Transform
 
-from medreg.errors import InputError
+from medreg.errors import ConfigError, InputError
 from medreg.spatial.grid import sample, voxel_to_normalized
 
 
@@ -105,6 +105,23 @@ def check_manifest(manifest: Any, manifest_path: Path, config: Any) -> None:
                                         f"pair_grid: {manifest.config.pair_grid}")
     if not manifest.pairs:
         raise InputError(manifest_path, "expected at least one preprocessed pair, found none (every case failed?)")
+
+
+def hold_out(train_records: list[dict[str, Any]], val_records: list[dict[str, Any]],
+             data_cfg: Any) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """When validation draws from the training split, keep those pairs out of training.
+
+    With ``data.val_split == data.train_split`` the last ``val_pairs`` training pairs
+    (default 2 when unset) are validation only, so the best checkpoint is chosen on
+    pairs the model never trained on and the test split stays untouched.
+    """
+    if data_cfg.val_split is None or data_cfg.val_split != data_cfg.train_split:
+        return train_records, val_records
+    n = data_cfg.val_pairs or 2
+    if n >= len(train_records):
+        raise ConfigError(f"data.val_pairs={n} would leave no training pairs (split {data_cfg.train_split!r} "
+                         f"has {len(train_records)}); lower data.val_pairs")
+    return train_records[:-n], train_records[-n:]
 
 
 def split_records(manifest: Any, root: Path, split: str | None, limit: int | None = None) -> list[dict[str, Any]]:
