@@ -18,6 +18,7 @@ COMMANDS: dict[str, str] = {
     "bench": "bench",
     "register": "register",
     "apply": "apply",
+    "evaluate": "evaluate",
 }
 
 
