@@ -220,21 +220,25 @@ def _to_normalized(shape: Sequence[int]) -> np.ndarray:
 _REVERSE = np.eye(4)[[2, 1, 0, 3]]  # array order <-> grid_sample's (x, y, z) order
 
 
-def _theta(target_from_index: np.ndarray, out_shape: Sequence[int], offset: int, device: torch.device) -> torch.Tensor:
-    """``affine_grid`` matrix for a slab of the output grid starting at index ``offset`` along axis 0.
+def _theta(target_from_index: np.ndarray, slab_shape: Sequence[int], offset: int, device: torch.device) -> torch.Tensor:
+    """``affine_grid`` matrix for a slab of the output grid (``slab_shape``) starting at index ``offset`` along axis 0.
+
+    ``affine_grid`` normalizes by the slab's own size, so the slab shape (not the whole
+    grid's) converts its coordinates back to indices.
 
     ``target_from_index`` (4x4, array order) takes output voxel indices to the target's
     normalized coordinates; ``affine_grid`` works on normalized output coordinates in
     grid_sample's reversed (x, y, z) order, so both sides are converted here.
     """
-    from_norm = np.linalg.inv(_to_normalized(out_shape))
+    from_norm = np.linalg.inv(_to_normalized(slab_shape))
     from_norm[0, 3] += offset
     theta = _REVERSE @ target_from_index @ from_norm @ _REVERSE
     return torch.as_tensor(theta[:3], dtype=torch.float32, device=device)[None]
 
 
 def map_to_original(world_phi: PhiInWorld, fixed_affine: np.ndarray, fixed_shape: tuple[int, ...],
-                    moving: torch.Tensor | None, moving_affine: np.ndarray | None) -> tuple[np.ndarray, np.ndarray | None]:
+                    moving: torch.Tensor | None, moving_affine: np.ndarray | None,
+                    slab_voxels: int = 1 << 21) -> tuple[np.ndarray, np.ndarray | None]:
     """``u`` (X, Y, Z, 3) float32 LPS mm on the original fixed grid, and ``moving ∘ phi`` (C, X, Y, Z) there.
 
     ``phi``'s displacement is sampled once on the preprocessed grid, then interpolated
@@ -265,13 +269,14 @@ def map_to_original(world_phi: PhiInWorld, fixed_affine: np.ndarray, fixed_shape
         # moving normalized (x, y, z order) per unit of normalized displacement (array-order channels)
         gain = torch.as_tensor(_REVERSE[:3, :3] @ to_moving[:3, :3], dtype=torch.float32, device=device) @ scale
         warped = torch.empty((moving.shape[1], *shape), dtype=torch.float32)
-    for x0, x1 in slabs(shape, 1 << 21):
-        size = (1, 1, x1 - x0, shape[1], shape[2])
-        grid = F.affine_grid(_theta(pp_from_index, shape, x0, device), size, align_corners=False)
+    for x0, x1 in slabs(shape, slab_voxels):
+        slab = (x1 - x0, shape[1], shape[2])
+        size = (1, 1, *slab)
+        grid = F.affine_grid(_theta(pp_from_index, slab, x0, device), size, align_corners=False)
         d = F.grid_sample(dense, grid, mode="bilinear", padding_mode="border", align_corners=False)[0]
         u[x0:x1] = torch.einsum("ij,jxyz->xyzi", scale, d).cpu()
         if warped is not None:
-            grid = F.affine_grid(_theta(moving_from_index, shape, x0, device), size, align_corners=False)
+            grid = F.affine_grid(_theta(moving_from_index, slab, x0, device), size, align_corners=False)
             grid += torch.einsum("kc,cxyz->xyzk", gain, d)[None]
             vals = F.grid_sample(moving, grid, mode="bilinear", padding_mode="border", align_corners=False)[0]
             vals *= (grid.abs() <= 1.0 + 1e-6).all(dim=-1).to(vals.dtype)  # ITK: 0 beyond half a voxel outside
@@ -282,7 +287,8 @@ def map_to_original(world_phi: PhiInWorld, fixed_affine: np.ndarray, fixed_shape
 # --------------------------------------------------------------------------- registration
 def register_pair(model: torch.nn.Module, config: Any, fixed_path: Source | Sequence[Source],
                   moving_path: Source | Sequence[Source], *, io_steps: int = 0, device: str | torch.device = "cpu",
-                  landmarks: str | Path | None = None, io_lr: float | None = None) -> RegistrationResult:
+                  landmarks: str | Path | None = None, io_lr: float | None = None,
+                  data_preprocess: Any = None) -> RegistrationResult:
     """Register ``moving`` to ``fixed`` with ``model`` and map the result to the original grids.
 
     Args:
@@ -294,6 +300,9 @@ def register_pair(model: torch.nn.Module, config: Any, fixed_path: Source | Sequ
         device: ``cpu``, ``cuda`` or ``auto``.
         landmarks: fixed-space landmark file (BraTS-Reg CSV, DIR-Lab txt, Learn2Reg csv).
         io_lr: instance-optimisation learning rate (default ``config.train.lr``).
+        data_preprocess: the preprocessing of the data the model was trained on
+            (``medreg.io.checkpoint.load_data_preprocess``); the pair goes through it and then
+            onto the network grid, exactly as the training pairs did (default: ``config.preprocess``).
     """
     _check_config(config)
     if io_steps < 0:
@@ -318,14 +327,15 @@ def register_pair(model: torch.nn.Module, config: Any, fixed_path: Source | Sequ
         check_inside(lm, fixed0.shape, fixed0.affine)
     timings["load"] = time.perf_counter() - t
 
-    from medreg.transforms.pipeline import preprocess_pair
+    from medreg.training.data import prepare_pair
 
     t = time.perf_counter()
-    pair = preprocess_pair(fixed_vols, moving_vols, config.preprocess, fixed_points=None if lm is None else lm.points)
+    pair = prepare_pair(fixed_vols, moving_vols, config, data_preprocess,
+                        fixed_points=None if lm is None else lm.points)
     timings["preprocess"] = time.perf_counter() - t
-    geo = pair.fixed_geometry
-    fixed_t = torch.from_numpy(pair.fixed)[None].to(dev)
-    moving_t = torch.from_numpy(pair.moving)[None].to(dev)
+    geo = pair.geometry
+    fixed_t = pair.fixed.to(dev)
+    moving_t = pair.moving.to(dev)
 
     net, io_losses = model, []
     if io_steps > 0:
@@ -589,7 +599,7 @@ class BatchSummary:
 def register_batch(model: torch.nn.Module, config: Any, jobs: Sequence[PairJob], out_dir: str | Path, *,
                    io_steps: int = 0, device: str | torch.device = "cpu", io_lr: float | None = None,
                    overwrite: bool = False, info: dict[str, Any] | None = None, progress: bool = False,
-                   write_h5: bool = True) -> BatchSummary:
+                   write_h5: bool = True, data_preprocess: Any = None) -> BatchSummary:
     """Register every job with one loaded model into ``out_dir/<id>/``; record ``out_dir/batch.json``.
 
     A pair folder that already holds ``run.json`` is skipped (resume) unless
@@ -615,7 +625,7 @@ def register_batch(model: torch.nn.Module, config: Any, jobs: Sequence[PairJob],
         try:
             check_out_dir(folder, overwrite)
             res = register_pair(model, config, job.fixed, job.moving, io_steps=io_steps, device=device,
-                                landmarks=job.landmarks, io_lr=io_lr)
+                                landmarks=job.landmarks, io_lr=io_lr, data_preprocess=data_preprocess)
             write_outputs(res, folder, overwrite=overwrite, write_h5=write_h5,
                           info={**(info or {}), "id": job.id, "fixed": [str(p) for p in job.fixed],
                                 "moving": [str(p) for p in job.moving],
