@@ -44,10 +44,11 @@ def medreg_worker(model: str | None, fixed: list[str], moving: list[str], landma
     t0 = time.perf_counter()
     dev = resolve_device(device)
     if model:
-        from medreg.io.checkpoint import load_model, resolve_checkpoint
+        from medreg.io.checkpoint import load_data_preprocess, load_model, resolve_checkpoint
 
         path = resolve_checkpoint(model)
         net, config = load_model(path, dev)
+        data_preprocess = load_data_preprocess(path)
         what = f"checkpoint {path}"
     else:
         from medreg.config import load_config, preset_path
@@ -55,12 +56,14 @@ def medreg_worker(model: str | None, fixed: list[str], moving: list[str], landma
 
         config = load_config(preset_path("demo-brain"))
         net = build_model(config.model, len(config.channels)).to(dev).eval()
+        data_preprocess = None
         what = "untrained model of configs/demo-brain.yaml (timing only; its field is the identity)"
     load_seconds = time.perf_counter() - t0
     runs = []
     res = None
     for _ in range(max(1, int(repeats))):
-        res = register_pair(net, config, fixed, moving, device=dev, landmarks=landmarks)
+        res = register_pair(net, config, fixed, moving, device=dev, landmarks=landmarks,
+                            data_preprocess=data_preprocess)
         runs.append({"seconds": res.seconds, "timings": res.extra["timings"]})
     assert res is not None
     rss_register = peak_rss_mb()

@@ -72,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
             raise InputError(None, f"expected --threads >= 1, found {args.threads}")
         torch.set_num_threads(args.threads)
 
-    from medreg.io.checkpoint import load_model, resolve_checkpoint
+    from medreg.io.checkpoint import load_data_preprocess, load_model, resolve_checkpoint
     from medreg.register import (check_out_dir, manifest_jobs, read_pairs_csv, register_batch, register_pair,
                                  resolve_device, write_outputs)
 
@@ -85,10 +85,12 @@ def run(args: argparse.Namespace) -> int:
             check_input_file(args.landmarks, "a landmark file")
     model_file = resolve_checkpoint(args.model)
     model, config = load_model(model_file, device)
+    data_preprocess = load_data_preprocess(model_file)
     info = {"model": str(Path(model_file).resolve())}
     if mode == "single":
         result = register_pair(model, config, [Path(p) for p in args.fixed], [Path(p) for p in args.moving],
-                               io_steps=args.io_steps, device=device, landmarks=args.landmarks, io_lr=args.io_lr)
+                               io_steps=args.io_steps, device=device, landmarks=args.landmarks, io_lr=args.io_lr,
+                               data_preprocess=data_preprocess)
         files = write_outputs(result, args.out, overwrite=args.overwrite, info={
             **info, "fixed": [str(Path(p).resolve()) for p in args.fixed],
             "moving": [str(Path(p).resolve()) for p in args.moving],
@@ -104,6 +106,7 @@ def run(args: argparse.Namespace) -> int:
     if not jobs:
         raise InputError(Path(args.pairs or args.manifest), "expected at least one pair, found none")
     summary = register_batch(model, config, jobs, args.out, io_steps=args.io_steps, device=device, io_lr=args.io_lr,
+                             data_preprocess=data_preprocess,
                              overwrite=args.overwrite, info=info, progress=not args.no_progress)
     print(summary.text())
     return 0 if summary.ok else 1

@@ -106,13 +106,14 @@ class MedregMethod:
         return f"MedregMethod(run={str(self.run)!r}, io_steps={self.io_steps}, device={self.device!r})"
 
     def load(self) -> tuple[Any, Any]:
-        """``(model, config)``, loaded on first use and kept."""
+        """``(model, config, data_preprocess)``, loaded on first use and kept."""
         if self._share is not None:
             return self._share.load()
         if self._loaded is None:
-            from medreg.io.checkpoint import load_model
+            from medreg.io.checkpoint import load_data_preprocess, load_model, resolve_checkpoint
 
-            self._loaded = load_model(self.run, self.device)
+            model, config = load_model(self.run, self.device)
+            self._loaded = (model, config, load_data_preprocess(resolve_checkpoint(self.run)))
         return self._loaded
 
     def register(self, inputs: PairInputs, *, threads: int, seed: int = 0, workdir: Path | None = None) -> BaselineResult:
@@ -122,14 +123,14 @@ class MedregMethod:
 
         torch.set_num_threads(int(threads))
         torch.manual_seed(int(seed))
-        model, config = self.load()
+        model, config, data_preprocess = self.load()
         channels = list(config.preprocess.modalities)
         missing = [c for c in channels if c not in inputs.fixed or c not in inputs.moving]
         if missing:
             raise InputError(inputs.fixed_path, f"pair {inputs.pair_id}: the model takes channels {channels}; "
                                                 f"expected them in the manifest, found {sorted(inputs.fixed)}")
         result = register_pair(model, config, [inputs.fixed[c] for c in channels], [inputs.moving[c] for c in channels],
-                               io_steps=self.io_steps, device=self.device)
+                               io_steps=self.io_steps, device=self.device, data_preprocess=data_preprocess)
         result.threads = int(threads)
         result.extra["method"] = self.name
         return result

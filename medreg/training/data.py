@@ -293,21 +293,23 @@ class PreparedPair:
     moving_geometry: Any
 
 
-def prepare_pair(fixed: Sequence[Any], moving: Sequence[Any], config: Any, data_preprocess: Any = None) -> PreparedPair:
+def prepare_pair(fixed: Sequence[Any], moving: Sequence[Any], config: Any, data_preprocess: Any = None,
+                 **pair_options: Any) -> PreparedPair:
     """Preprocess a new pair exactly as the training data was (``fixed``/``moving``: one source per channel).
 
     ``config`` is the checkpoint's :class:`medreg.config.Config`; ``data_preprocess`` the
     manifest's preprocessing it was trained on (``medreg.io.checkpoint.load_data_preprocess``;
     default ``config.preprocess``). The pair goes through ``preprocess_pair`` with
     ``data_preprocess`` and then :func:`network_grid` with ``config.preprocess``, the same
-    two steps the training pairs went through.
+    two steps the training pairs went through. ``pair_options`` go to ``preprocess_pair``
+    (e.g. ``fixed_points`` to keep landmarks inside the foreground crop).
     """
     from medreg.transforms.geometry import ImageGeometry
     from medreg.transforms.pipeline import preprocess_pair
 
     pre = data_preprocess if data_preprocess is not None else config.preprocess
     pre = pre.model_copy(update={"modalities": list(config.channels)})
-    pp = preprocess_pair(list(fixed), list(moving), pre)
+    pp = preprocess_pair(list(fixed), list(moving), pre, **pair_options)
     f, affine = network_grid(torch.from_numpy(np.ascontiguousarray(pp.fixed, dtype=np.float32)),
                              pp.fixed_geometry.affine, config.preprocess)
     m, _ = network_grid(torch.from_numpy(np.ascontiguousarray(pp.moving, dtype=np.float32)),
