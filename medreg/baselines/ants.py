@@ -61,6 +61,8 @@ def ants_worker(fixed_path: str, moving_path: str, options: dict[str, Any], work
     import ants
 
     ants.config._random_seed = int(seed)  # antspyx adds --random-seed when this is set
+    # the options crossed a JSON file: antspyx expects tuples (e.g. aff_shrink_factors), not lists
+    options = {k: tuple(v) if isinstance(v, list) else v for k, v in options.items()}
     fixed = ants.image_read(fixed_path)
     moving = ants.image_read(moving_path)
     rss_before = ru_maxrss_mb()
