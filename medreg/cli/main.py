@@ -19,6 +19,7 @@ COMMANDS: dict[str, str] = {
     "register": "register",
     "apply": "apply",
     "evaluate": "evaluate",
+    "report": "report",
 }
 
 

@@ -77,6 +77,9 @@ def test_shards_merge_and_report(prep, tmp_path, capsys, monkeypatch):
     (tmp_path / "all" / "report.html").unlink()
     assert main(["evaluate", "report", str(tmp_path / "all")]) == 0
     assert (tmp_path / "all" / "report.html").is_file()
+    (tmp_path / "all" / "report.md").unlink()
+    assert main(["report", str(tmp_path / "all")]) == 0  # the top-level alias
+    assert "| none | 2/2 |" in (tmp_path / "all" / "report.md").read_text()
 
 
 def test_usage_errors_exit_2(prep, tmp_path, capsys):
