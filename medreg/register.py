@@ -449,12 +449,6 @@ def _write_all(result: RegistrationResult, tmp: Path, write_h5: bool) -> list[st
     return names
 
 
-def _file_mode() -> int:
-    umask = os.umask(0)
-    os.umask(umask)
-    return 0o666 & ~umask
-
-
 def write_outputs(result: RegistrationResult, out_dir: str | Path, *, info: dict[str, Any] | None = None,
                   overwrite: bool = False, write_h5: bool = True) -> dict[str, Path]:
     """Write every output of a registration into ``out_dir``; return them by file name.
@@ -472,7 +466,9 @@ def write_outputs(result: RegistrationResult, out_dir: str | Path, *, info: dict
         write_seconds = time.perf_counter() - t
         record = run_info(result, write_seconds=round(write_seconds, 4), outputs=names + ["run.json"], **(info or {}))
         (tmp / "run.json").write_text(json.dumps(record, indent=1, default=str) + "\n")
-        mode = _file_mode()
+        from medreg.io.atomic import default_file_mode
+
+        mode = default_file_mode()
         for name in names + ["run.json"]:
             os.chmod(tmp / name, mode)  # temporary files are private (0600); outputs follow the umask
         out.mkdir(parents=True, exist_ok=True)

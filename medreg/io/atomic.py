@@ -15,6 +15,13 @@ from typing import Iterator
 from medreg.errors import InputError
 
 
+def default_file_mode() -> int:
+    """The mode a plain ``open(..., "w")`` would give a new file under the current umask."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
 def check_writable(path: str | Path, overwrite: bool = False) -> Path:
     """Return ``path`` as a Path after checking it may be (re)written."""
     path = Path(path)
@@ -38,9 +45,7 @@ def atomic_path(path: str | Path, overwrite: bool = False) -> Iterator[Path]:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name.split('.')[0]}.", suffix=f".part{suffix}", dir=path.parent)
     os.close(fd)
     tmp_path = Path(tmp)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp_path, 0o666 & ~umask)  # mkstemp makes 0600; outputs get the usual permissions
+    os.chmod(tmp_path, default_file_mode())  # mkstemp makes 0600; outputs get the usual permissions
     try:
         yield tmp_path
         if path.exists() and not overwrite:  # appeared while we were writing
