@@ -28,11 +28,11 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from medreg.datasets.names import DATASETS
 from medreg.errors import ConfigError
 from medreg.transforms.config import PreprocessConfig
 
 _STRICT = ConfigDict(extra="forbid", strict=True)
-DATASETS = ("brats", "dirlab", "copd", "learn2reg", "demo-brain", "demo-lung")
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 # keys that may change when a run is resumed (they do not change the result of a step)
 RESUMABLE_KEYS = ("train.steps", "train.val_every", "train.ckpt_every", "train.log_every", "train.workers",

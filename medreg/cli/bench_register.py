@@ -29,7 +29,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 
 
 # --------------------------------------------------------------------------- the medreg worker (fresh process)
@@ -107,6 +106,8 @@ def demo_pair(root: Path, case: str | None, index: int) -> dict[str, Any]:
 
 
 def _tre(mapped: np.ndarray, target: np.ndarray) -> float:
+    import numpy as np
+
     return float(np.linalg.norm(np.asarray(mapped) - target, axis=1).mean())
 
 
@@ -114,6 +115,8 @@ def bench_register(*, model: str | None = None, data: str | None = None, pairs: 
                    threads: int = 2, baselines: list[str] | None = None, device: str = "cpu", repeats: int = 3,
                    log=print) -> dict[str, Any]:
     """Time medreg and the ANTs ``baselines`` (preset names) on demo-brain pairs; return every figure."""
+    import numpy as np
+
     from medreg.baselines import get_baseline
     from medreg.baselines.base import run_worker
     from medreg.datasets.demo_brain import ensure_demo_brain
@@ -189,6 +192,8 @@ def _channels(model: str | None) -> list[str]:
 
 def format_report(r: dict[str, Any]) -> str:
     """The figures as a small table with ratios to medreg."""
+    import numpy as np
+
     mach = r["machine"]
     lines = [
         f"machine: {mach.get('cpu')}, {mach.get('cores')} cores, torch {mach.get('torch')}"

@@ -15,7 +15,7 @@ import shlex
 import sys
 import textwrap
 
-DATASET_CHOICES = ("brats", "dirlab", "copd", "learn2reg", "demo-brain", "demo-lung")
+from medreg.datasets.names import DATASETS as DATASET_CHOICES
 
 
 def _default_threads() -> int:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-DATASET_CHOICES = ("brats", "dirlab", "copd", "learn2reg", "demo-brain", "demo-lung")
+from medreg.datasets.names import DATASETS as DATASET_CHOICES
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:

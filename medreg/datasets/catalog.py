@@ -13,9 +13,9 @@ import inspect
 from pathlib import Path
 
 from medreg.datasets.base import PairSpec, check_safe_relpath
+from medreg.datasets.names import DATASETS
 from medreg.errors import ConfigError, InputError
 
-DATASETS = ("brats", "dirlab", "copd", "learn2reg", "demo-brain", "demo-lung")
 DEMO_BRAIN_MODALITIES = ("t1", "t2")
 
 __all__ = ["DATASETS", "dataset_pairs", "check_safe_relpath"]

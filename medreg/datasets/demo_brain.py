@@ -381,17 +381,8 @@ def ensure_demo_brain(root: str | Path | None = None, **options) -> Path:
     a folder holding anything else is refused.
     """
     root = Path(root) if root is not None else default_root()
-    if is_complete(root):
-        return root
-    overwrite = False
-    if root.is_dir() and any(root.iterdir()):
-        ours = all(p.name.startswith("BraTSReg_") or p.name in ("summary.json", "splits.json", "qc.png") for p in root.iterdir())
-        if not ours:
-            raise InputError(root, "expected a demo-brain folder (or none), found other data; pass another root")
-        overwrite = True
-    try:
-        return generate_demo_brain(root, overwrite=overwrite, **options)
-    except InputError:
-        if is_complete(root):  # another process finished it first
-            return root
-        raise
+    return synth.ensure_folder(root, NAME, is_complete, _is_ours, generate_demo_brain, **options)
+
+
+def _is_ours(path: Path) -> bool:
+    return path.name.startswith("BraTSReg_") or path.name in ("summary.json", "splits.json", "qc.png")

@@ -395,18 +395,8 @@ def ensure_demo_lung(root: str | Path | None = None, **options) -> Path:
     but demo-lung files is refused.
     """
     root = Path(root) if root is not None else default_root()
-    if is_complete(root):
-        return root
-    overwrite = False
-    if root.is_dir() and any(root.iterdir()):
-        ours = all((p.name.startswith("Case") and p.name.endswith("Pack")) or p.name in ("summary.json", "splits.json", "qc.png")
-                   for p in root.iterdir())
-        if not ours:
-            raise InputError(root, "expected a demo-lung folder (or none), found other data; pass another root")
-        overwrite = True
-    try:
-        return generate_demo_lung(root, overwrite=overwrite, **options)
-    except InputError:
-        if is_complete(root):
-            return root
-        raise
+    return synth.ensure_folder(root, NAME, is_complete, _is_ours, generate_demo_lung, **options)
+
+
+def _is_ours(path: Path) -> bool:
+    return (path.name.startswith("Case") and path.name.endswith("Pack")) or path.name in ("summary.json", "splits.json", "qc.png")

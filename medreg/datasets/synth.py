@@ -452,3 +452,26 @@ def default_workers(n_jobs: int) -> int:
     except AttributeError:  # pragma: no cover - not Linux
         cpus = os.cpu_count() or 1
     return max(1, min(cpus, 4, n_jobs))
+
+
+def ensure_folder(root: Path, name: str, is_complete, is_ours, generate, **options) -> Path:
+    """Return ``root`` once it holds a complete generated dataset, generating it if needed.
+
+    ``is_complete(root)`` says whether it is finished; ``is_ours(path)`` whether an entry of
+    ``root`` can be one of ours (an incomplete folder of ours is rebuilt; anything else is
+    refused); ``generate(root, overwrite=..., **options)`` builds it. If another process
+    finishes the folder first, its result is used.
+    """
+    if is_complete(root):
+        return root
+    overwrite = False
+    if root.is_dir() and any(root.iterdir()):
+        if not all(is_ours(p) for p in root.iterdir()):
+            raise InputError(root, f"expected a {name} folder (or none), found other data; pass another root")
+        overwrite = True
+    try:
+        return generate(root, overwrite=overwrite, **options)
+    except InputError:
+        if is_complete(root):  # another process finished it first
+            return root
+        raise
