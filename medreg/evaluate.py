@@ -61,6 +61,7 @@ class EvaluationOptions:
     model: Path | None = None
     baselines: list[str] = field(default_factory=list)
     io_steps: int = 0
+    io_mode: str = "field"
     split: str = "test"
     threads: int = 1
     shard: Shard = field(default_factory=Shard)
@@ -138,7 +139,8 @@ def _fmt_tuple(values, digits: int = 3) -> str:
     return "x".join(f"{float(v):.{digits}g}" if isinstance(v, float) else str(v) for v in values)
 
 
-def _run_one(method: EvalMethod, entry, root: Path, opts: EvaluationOptions, channel: str, brats_header: bool) -> dict[str, Any]:
+def _run_one(method: EvalMethod, entry, root: Path, opts: EvaluationOptions, channel: str, brats_header: bool,
+             preprocess: Any = None) -> dict[str, Any]:
     """Register one pair with one method, score it and write its outputs; a failure becomes a row."""
     import numpy as np
 
@@ -151,7 +153,7 @@ def _run_one(method: EvalMethod, entry, root: Path, opts: EvaluationOptions, cha
     out = Path(opts.out)
     fixed = {c: resolve(root, rel) for c, rel in entry.fixed.items()}
     moving = {c: resolve(root, rel) for c, rel in entry.moving.items()}
-    inputs = PairInputs(entry.id, fixed, moving, channel)
+    inputs = PairInputs(entry.id, fixed, moving, channel, preprocess)
     geo = entry.fixed_geometry()
     row: dict[str, Any] = {
         "pair": entry.id, "method": method.name, "split": entry.split or "", "threads": int(opts.threads),
@@ -240,13 +242,14 @@ def evaluate(opts: EvaluationOptions) -> EvaluationResult:
     for e in split_pairs:
         if channel not in e.fixed or channel not in e.moving:
             raise InputError(manifest_path, f"pair {e.id!r}: expected channel {channel!r}, found {sorted(e.fixed)}")
-    methods = opts.methods if opts.methods is not None else build_methods(opts.model, list(opts.baselines), io_steps=opts.io_steps, device=opts.device)
+    methods = opts.methods if opts.methods is not None else build_methods(opts.model, list(opts.baselines), io_steps=opts.io_steps,
+                                                                           io_mode=opts.io_mode, device=opts.device)
     out = Path(opts.out)
     info = {
         "format": "medreg-evaluation", "dataset": manifest.dataset, "data": str(root.resolve()), "split": opts.split,
         "split_pairs": len(split_pairs), "shard": str(opts.shard), "pairs": [e.id for e in pairs],
         "threads": int(opts.threads), "channel": channel, "channels": channels, "seed": int(opts.seed),
-        "model": None if opts.model is None else str(opts.model), "io_steps": int(opts.io_steps),
+        "model": None if opts.model is None else str(opts.model), "io_steps": int(opts.io_steps), "io_mode": opts.io_mode,
         "methods": [m.describe() for m in methods], "reference": _reference(methods),
         "machine": machine_info([m.device for m in methods]), "command": opts.command, "started": _now(),
         "submission": bool(opts.submission),
@@ -266,7 +269,7 @@ def evaluate(opts: EvaluationOptions) -> EvaluationResult:
             if finished(out, entry.id, method.name):
                 result.skipped += 1
                 continue
-            row = _run_one(method, entry, root, opts, channel, brats_header)
+            row = _run_one(method, entry, root, opts, channel, brats_header, manifest.config)
             write_row(out, row)
             if row["status"] == "ok":
                 result.done += 1

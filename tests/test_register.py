@@ -242,7 +242,8 @@ def test_dirlab_landmarks_read_with_fixed_affine_written_with_moving_affine(tran
     np.testing.assert_allclose(rows, expected, atol=2e-3)
 
 
-def test_instance_optimisation_never_changes_the_loaded_model(translated_pair, tmp_path):
+@pytest.mark.parametrize("io_mode", ["field", "network"])
+def test_instance_optimisation_never_changes_the_loaded_model(translated_pair, tmp_path, io_mode):
     from medreg.register import register_pair
     from medreg.registration.build import build_model
 
@@ -253,14 +254,25 @@ def test_instance_optimisation_never_changes_the_loaded_model(translated_pair, t
     a = (translated_pair["fixed"], translated_pair["moving"])
     b = (translated_pair["moving"], translated_pair["fixed"])  # another pair: the roles swapped
     fresh_b = register_pair(model, cfg, *b)
-    a_io = register_pair(model, cfg, *a, io_steps=3)
+    a_io = register_pair(model, cfg, *a, io_steps=6, io_mode=io_mode)
     a_plain = register_pair(model, cfg, *a)
     after_b = register_pair(model, cfg, *b)
     for k, v in model.state_dict().items():
         assert torch.equal(v, before[k]), k
     assert np.array_equal(after_b.displacement_lps, fresh_b.displacement_lps)
     assert np.abs(a_io.displacement_lps - a_plain.displacement_lps).max() > 1e-3  # IO did change A's result
-    assert len(a_io.extra["io_losses"]) == 3 and a_io.extra["io_losses"][-1] < a_io.extra["io_losses"][0]
+    losses = a_io.extra["io_losses"]
+    assert len(losses) == 6 and a_io.extra["io_mode"] == io_mode
+    # field: 4 steps at half resolution, then 2 at full (losses of different grids): compare within the first stage
+    assert losses[3] < losses[0] if io_mode == "field" else losses[-1] < losses[0]
+
+
+def test_unknown_io_mode_is_a_clear_error(translated_pair):
+    from medreg.register import register_pair
+
+    with pytest.raises(InputError, match="io-mode"):
+        register_pair(SearchTranslation(), make_config(), translated_pair["fixed"], translated_pair["moving"],
+                      io_steps=2, io_mode="weights")
 
 
 def test_channel_count_mismatch_is_a_clear_error(translated_pair):
@@ -311,3 +323,71 @@ def test_dense_field_equals_exact_map_for_a_varying_field_in_several_slabs():
     dense = sliced[idx[:, 0], idx[:, 1], idx[:, 2]]
     assert np.abs(exact).max() > 1.0  # the field really varies
     np.testing.assert_allclose(dense, exact, atol=0.15)  # trilinear interpolation of a smooth field
+
+
+@pytest.mark.parametrize("matrix", [
+    [[0.5, 0, 0, -0.25], [0, 0.5, 0, 3.0], [0, 0, 0.5, -0.75]],    # 1 mm -> 2 mm, shifted crop
+    [[0, -0.8, 0, 20.0], [0, 0, 0.45, -1.0], [1.1, 0, 0, 2.5]],    # permuted, flipped, any scale
+])
+def test_separable_resampling_equals_grid_sample(matrix):
+    """The axis-aligned fast path of map_to_original is trilinear grid_sample (border) exactly."""
+    import torch.nn.functional as F
+
+    from medreg.register import _REVERSE, _index_grid, _resample_separable, _to_normalized
+
+    torch.manual_seed(0)
+    dense = torch.randn(1, 3, 9, 11, 7)
+    m = np.eye(4)
+    m[:3] = np.asarray(matrix)
+    out_shape = (15, 20, 18)
+    got = _resample_separable(dense, m, out_shape)
+    theta = _REVERSE @ _to_normalized(dense.shape[2:]) @ m
+    ref = F.grid_sample(dense, _index_grid(theta, out_shape, 0, torch.device("cpu")), mode="bilinear",
+                        padding_mode="border", align_corners=False)
+    assert got.shape == ref.shape
+    assert torch.allclose(got, ref, atol=1e-5)
+
+
+def test_separable_resampling_declines_oblique_maps():
+    from medreg.register import _resample_separable
+
+    c, s = np.cos(0.3), np.sin(0.3)
+    m = np.eye(4)
+    m[:2, :2] = [[c, -s], [s, c]]
+    assert _resample_separable(torch.zeros(1, 3, 4, 4, 4), m, (4, 4, 4)) is None
+
+
+def test_files_written_by_preprocess_are_not_normalised_twice(tmp_path):
+    """A CT model evaluated on `medreg preprocess` output: the [0, 1] files must reach the network as they are.
+
+    (A second CT window mapped every voxel to about 0.83: the lung model then saw a blank pair.)
+    """
+    from medreg.config import Config
+    from medreg.register import for_preprocessed_files
+    from medreg.training.data import prepare_pair
+
+    cfg = Config.model_validate({
+        "data": {"dataset": "demo-lung"},
+        "preprocess": {"modalities": ["ct"], "spacing": None, "intensity": {"kind": "ct_window"},
+                       "crop_foreground": False, "shape_multiple": 4},
+        "model": {"levels": 1, "unet_channels": [4, 8]},
+    })
+    rng = np.random.default_rng(0)
+    img = rng.random((16, 12, 8)).astype(np.float32)  # already windowed to [0, 1]
+    path = save_volume(tmp_path / "fixed_ct.nii.gz", img, np.eye(4))
+    keep = for_preprocessed_files(cfg.preprocess, cfg.preprocess, path)
+    assert keep.intensity.kind == "none" and keep.spacing == cfg.preprocess.spacing
+    pair = prepare_pair([path], [path], cfg, keep)
+    np.testing.assert_allclose(pair.fixed[0, 0].numpy(), img, atol=1e-6)
+    twice = prepare_pair([path], [path], cfg, cfg.preprocess)  # what happened before: the window again
+    assert float(twice.fixed.std()) < 1e-3
+
+
+def test_files_normalised_otherwise_than_the_training_data_are_an_error(tmp_path):
+    from medreg.register import for_preprocessed_files
+    from medreg.transforms.config import PreprocessConfig
+
+    model_pre = PreprocessConfig(modalities=["ct"], intensity={"kind": "ct_window"})
+    files_pre = PreprocessConfig(modalities=["ct"], intensity={"kind": "ct_window", "hu_min": -1200.0})
+    with pytest.raises(InputError, match=r"manifest\.json.*trained on intensities normalised as"):
+        for_preprocessed_files(model_pre, files_pre, tmp_path / "manifest.json")

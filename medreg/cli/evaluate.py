@@ -56,6 +56,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                              "ants:syn, ants:syn-cc, elastix, fireants. The first one is the reference for time and TRE ratios")
     parser.add_argument("--io-steps", type=int, default=0, metavar="N",
                         help="also evaluate medreg with N steps of instance optimisation per pair (default 0: network only)")
+    parser.add_argument("--io-mode", choices=("field", "network"), default="field",
+                        help="instance optimisation of the displacement (field, default) or of a copy of the model (network)")
     parser.add_argument("--split", default="test", help="manifest split to evaluate, or 'all' (default: test)")
     parser.add_argument("--threads", type=int, default=None, metavar="T",
                         help="CPU threads for every method (default: all usable cores); recorded in the report")
@@ -90,6 +92,8 @@ def _command(args: argparse.Namespace) -> str:
         parts += ["--baseline", spec]
     if args.io_steps:
         parts += ["--io-steps", str(args.io_steps)]
+        if args.io_mode != "field":
+            parts += ["--io-mode", args.io_mode]
     parts += ["--split", args.split]
     if args.threads:
         parts += ["--threads", str(args.threads)]
@@ -137,6 +141,7 @@ def run(args: argparse.Namespace) -> int:
     opts = EvaluationOptions(
         dataset=args.dataset, data=Path(args.data), out=Path(args.out),
         model=None if args.model is None else Path(args.model), baselines=list(args.baseline), io_steps=args.io_steps,
+        io_mode=args.io_mode,
         split=args.split, threads=args.threads or _default_threads(), shard=parse_shard(args.shard),
         submission=args.submission, device=args.device, channel=args.channel, seed=args.seed,
         save_fields=not args.no_fields, progress=not args.no_progress, max_qc_pairs=args.max_qc_pairs,

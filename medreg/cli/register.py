@@ -28,9 +28,11 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     src.add_argument("--split", default=None, help="with --manifest: only this split (e.g. test)")
     parser.add_argument("--out", required=True, metavar="DIR", help="output folder (new or empty unless --overwrite)")
     parser.add_argument("--io-steps", type=int, default=0, metavar="N",
-                        help="instance optimisation: N Adam steps on a copy of the model (default 0)")
+                        help="instance optimisation: N Adam steps on this pair (default 0)")
+    parser.add_argument("--io-mode", choices=("field", "network"), default="field",
+                        help="field: refine the displacement itself (default, fast); network: fine-tune a copy of the model")
     parser.add_argument("--io-lr", type=float, default=None, metavar="LR",
-                        help="instance-optimisation learning rate (default: the config's train.lr)")
+                        help="instance-optimisation learning rate (default: 0.3/0.2 voxels for field, train.lr for network)")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     parser.add_argument("--threads", type=int, default=None, metavar="N", help="CPU threads for torch (default: torch's)")
     parser.add_argument("--overwrite", action="store_true", help="replace outputs in a non-empty DIR (or redo finished pairs)")
@@ -73,8 +75,8 @@ def run(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
 
     from medreg.io.checkpoint import load_data_preprocess, load_model, resolve_checkpoint
-    from medreg.register import (check_out_dir, manifest_jobs, read_pairs_csv, register_batch, register_pair,
-                                 resolve_device, write_outputs)
+    from medreg.register import (check_out_dir, for_preprocessed_files, manifest_config, manifest_jobs, read_pairs_csv,
+                                 register_batch, register_pair, resolve_device, write_outputs)
 
     device = resolve_device(args.device)
     if mode == "single":
@@ -90,7 +92,7 @@ def run(args: argparse.Namespace) -> int:
     if mode == "single":
         result = register_pair(model, config, [Path(p) for p in args.fixed], [Path(p) for p in args.moving],
                                io_steps=args.io_steps, device=device, landmarks=args.landmarks, io_lr=args.io_lr,
-                               data_preprocess=data_preprocess)
+                               io_mode=args.io_mode, data_preprocess=data_preprocess)
         files = write_outputs(result, args.out, overwrite=args.overwrite, info={
             **info, "fixed": [str(Path(p).resolve()) for p in args.fixed],
             "moving": [str(Path(p).resolve()) for p in args.moving],
@@ -103,10 +105,13 @@ def run(args: argparse.Namespace) -> int:
         jobs = read_pairs_csv(args.pairs, channels)
     else:
         jobs = manifest_jobs(args.manifest, channels, args.split)
+        # the manifest's files are normalised already: keep their intensities (same normalisation as the model's)
+        data_preprocess = for_preprocessed_files(data_preprocess or config.preprocess, manifest_config(args.manifest),
+                                                 Path(args.manifest))
     if not jobs:
         raise InputError(Path(args.pairs or args.manifest), "expected at least one pair, found none")
     summary = register_batch(model, config, jobs, args.out, io_steps=args.io_steps, device=device, io_lr=args.io_lr,
-                             data_preprocess=data_preprocess,
+                             io_mode=args.io_mode, data_preprocess=data_preprocess,
                              overwrite=args.overwrite, info=info, progress=not args.no_progress)
     print(summary.text())
     return 0 if summary.ok else 1

@@ -65,7 +65,15 @@ class CtWindow(BaseModel):
         return self
 
 
-Intensity = Annotated[Union[MriPercentile, CtWindow], Field(discriminator="kind")]
+class KeepIntensity(BaseModel):
+    """Keep the intensities as they are: for inputs that are already normalised (e.g. written by
+    ``medreg preprocess``), which a second normalisation would change (a CT window maps [0, 1] to a constant)."""
+
+    model_config = _STRICT
+    kind: Literal["none"]
+
+
+Intensity = Annotated[Union[MriPercentile, CtWindow, KeepIntensity], Field(discriminator="kind")]
 
 
 class PreprocessConfig(BaseModel):

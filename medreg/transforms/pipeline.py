@@ -42,7 +42,7 @@ import torch
 from medreg.errors import InputError
 from medreg.io.geometry import lps_to_voxel
 from medreg.io.nifti import Volume
-from medreg.transforms.config import CtWindow, PreprocessConfig
+from medreg.transforms.config import CtWindow, KeepIntensity, PreprocessConfig
 from medreg.transforms.geometry import ImageGeometry
 
 Source = str | Path | Volume
@@ -190,9 +190,11 @@ class SpacingIfNeededd:
 
 
 def _intensity(config: PreprocessConfig, keys: list[str]):
-    from monai.transforms import ScaleIntensityRanged, ScaleIntensityRangePercentilesd
+    from monai.transforms import Identityd, ScaleIntensityRanged, ScaleIntensityRangePercentilesd
 
     it = config.intensity
+    if isinstance(it, KeepIntensity):
+        return Identityd(keys)
     if isinstance(it, CtWindow):
         return ScaleIntensityRanged(keys, a_min=it.hu_min, a_max=it.hu_max, b_min=0.0, b_max=1.0, clip=True)
     return ScaleIntensityRangePercentilesd(

@@ -68,3 +68,50 @@ def test_gradicon_zero_for_exact_inverses_positive_otherwise():
     disp = torch.zeros(1, 2, *shape, dtype=torch.float64)
     disp[:, 1, :, 4:8] = 0.3
     assert gradicon_loss(DisplacementField(disp), DisplacementField(disp), shape, dtype=torch.float64) > 0
+
+
+def _box_reference(x, window):
+    """The separable avg_pool box mean (count_include_pad=False) the fast filter replaced."""
+    import torch.nn.functional as F
+
+    ndim = x.dim() - 2
+    pool = F.avg_pool3d if ndim == 3 else F.avg_pool2d
+    for axis in range(ndim):
+        kernel, padding = [1] * ndim, [0] * ndim
+        kernel[axis], padding[axis] = window, window // 2
+        x = pool(x, kernel_size=tuple(kernel), stride=1, padding=tuple(padding), count_include_pad=False)
+    return x
+
+
+@pytest.mark.parametrize("shape", [(2, 3, 9, 7, 8), (1, 2, 11, 7)])
+@pytest.mark.parametrize("window", [3, 5, 7])
+def test_box_filter_equals_avg_pool_and_has_exact_gradient(shape, window):
+    from medreg.losses.similarity import box_filter
+
+    torch.manual_seed(0)
+    x = torch.rand(shape, dtype=torch.float64, requires_grad=True)
+    assert torch.allclose(box_filter(x, window), _box_reference(x, window), atol=1e-12)
+    assert torch.autograd.gradcheck(lambda t: box_filter(t, window), (x,))
+
+
+def test_box_filter_handles_axes_shorter_than_the_window():
+    from medreg.losses.similarity import box_filter
+
+    x = torch.arange(2 * 3 * 4, dtype=torch.float64).reshape(1, 1, 2, 3, 4)
+    y = box_filter(x, 7)  # every window covers the whole (short) axis: the global mean
+    assert torch.allclose(y, torch.full_like(x, float(x.mean())))
+
+
+def test_fixed_lncc_equals_lncc_and_its_gradient():
+    from medreg.losses.similarity import FixedLNCC
+
+    torch.manual_seed(1)
+    b = torch.rand(1, 2, 10, 12, 8)
+    a1 = torch.rand(1, 2, 10, 12, 8, requires_grad=True)
+    a2 = a1.detach().clone().requires_grad_(True)
+    ref = lncc_loss(a1, b, window=5)
+    got = FixedLNCC(b, window=5)(a2)
+    ref.backward()
+    got.backward()
+    assert torch.allclose(got, ref, atol=1e-6)
+    assert torch.allclose(a2.grad, a1.grad, atol=1e-6)

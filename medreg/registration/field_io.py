@@ -1,0 +1,98 @@
+"""Instance optimisation of the displacement field itself (no network weights).
+
+The network's map ``phi`` is sampled on the network grid once; then a residual
+displacement, held on a grid ``coarsen`` times coarser and upsampled trilinearly,
+is optimised with Adam on the pair's own loss (the training similarity plus
+``lam`` times the regularizer of the *total* field, in voxel units)::
+
+    u = u_net + upsample(r),   loss = sim(moving(x + u), fixed) + lam * reg(u)
+
+Each step costs one warp and one loss on the network grid: on a CPU about 30x
+less than a step of the network fine-tuning in :func:`medreg.register.instance_optimize`
+(forward and backward through every UNet of the multistep model). The residual
+is in voxel units of the network grid, so ``lr`` is in voxels per step whatever
+the image size.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import torch
+import torch.nn.functional as F
+
+from medreg.losses import REGULARIZERS, SIMILARITIES
+from medreg.losses.similarity import FixedLNCC
+from medreg.spatial.grid import identity_grid, sample, voxel_scale
+from medreg.spatial.transforms import DisplacementField, Transform
+
+
+def _coarse_shape(shape: Sequence[int], coarsen: int) -> tuple[int, ...]:
+    return tuple(max(2, -(-int(n) // coarsen)) for n in shape)
+
+
+def optimize_field(phi: Transform, moving: torch.Tensor, fixed: torch.Tensor, *, steps: int, lr: float = 0.5,
+                   lam: float = 1.0, similarity: str | Callable = "lncc", regularizer: str | Callable = "diffusion",
+                   similarity_kwargs: dict | None = None, coarsen: int = 2,
+                   downsample: int = 1) -> tuple[DisplacementField, list[float]]:
+    """Refine ``phi`` on this pair; return the refined map (a dense field on ``fixed``'s grid) and the loss per step.
+
+    ``moving`` and ``fixed`` are the network inputs ``(1, C, *S)`` (same grid). With
+    ``steps == 0`` the result is ``phi`` sampled on the grid. ``coarsen`` >= 1 is the
+    residual grid's subsampling factor (1: one residual vector per voxel).
+    """
+    if steps < 0:
+        raise ValueError(f"expected steps >= 0, found {steps}")
+    if coarsen < 1:
+        raise ValueError(f"expected coarsen >= 1, found {coarsen}")
+    sim_fn = SIMILARITIES[similarity] if isinstance(similarity, str) else similarity
+    reg_fn = REGULARIZERS[regularizer] if isinstance(regularizer, str) else regularizer
+    kwargs = dict(similarity_kwargs or {})
+    full_shape = tuple(int(n) for n in fixed.shape[2:])
+    dev, dtype = fixed.device, torch.float32
+    with torch.no_grad():
+        u_full = (phi.on_grid(full_shape, dev, dtype) - identity_grid(full_shape, dev, dtype)).float()
+    if steps == 0:
+        return DisplacementField(u_full), []
+    moving = moving.float()
+    fixed = fixed.float()
+    pool = F.avg_pool3d if len(full_shape) == 3 else F.avg_pool2d
+    if downsample > 1:
+        moving = pool(moving, downsample, ceil_mode=True)
+        fixed = pool(fixed, downsample, ceil_mode=True)
+    shape = tuple(int(n) for n in fixed.shape[2:])
+    grid = identity_grid(shape, dev, dtype)
+    with torch.no_grad():
+        u_net = (phi.on_grid(shape, dev, dtype) - grid).float()
+    if similarity == "lncc":  # the fixed image's local statistics once, not at every step
+        lncc = FixedLNCC(fixed, **kwargs)
+
+        def sim_fn(warped: torch.Tensor, fixed: torch.Tensor) -> torch.Tensor:
+            return lncc(warped)
+        kwargs = {}
+    to_norm = 1.0 / voxel_scale(shape, u_net)  # voxels -> normalized units
+    residual = torch.zeros((1, len(shape), *_coarse_shape(shape, coarsen)), device=dev, dtype=dtype, requires_grad=True)
+    mode = "trilinear" if len(shape) == 3 else "bilinear"
+    opt = torch.optim.Adam([residual], lr=float(lr))
+    losses: list[float] = []
+
+    def field() -> torch.Tensor:
+        r = residual if coarsen == 1 else F.interpolate(residual, size=shape, mode=mode, align_corners=False)
+        return u_net + r * to_norm
+
+    for _ in range(int(steps)):
+        opt.zero_grad(set_to_none=True)
+        u = field()
+        warped = sample(moving, grid + u)
+        loss = sim_fn(warped, fixed, **kwargs) + lam * reg_fn(u)
+        loss.backward()
+        opt.step()
+        losses.append(float(loss.detach()))
+    with torch.no_grad():
+        if shape == full_shape:
+            return DisplacementField(field()), losses
+        r = F.interpolate(residual * to_norm, size=full_shape, mode=mode, align_corners=False)
+        return DisplacementField(u_full + r), losses
+
+
+__all__ = ["optimize_field"]
