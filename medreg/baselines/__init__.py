@@ -9,16 +9,17 @@ Specs for :func:`get_baseline`:
 - ``ants`` (= ``ants:syn-quick``), ``ants:affine``, ``ants:syn-quick``, ``ants:syn``,
   ``ants:syn-cc``: antspyx presets (``medreg.baselines.ants``);
 - ``elastix``: itk-elastix affine + B-spline (optional extra ``medreg[baselines]``);
-- ``fireants``: not implemented in medreg yet; raises a clear error.
+- ``fireants``: FireANTs affine + greedy diffeomorphic registration (PyTorch; CUDA when
+  present), FireANTs' quickstart settings (``medreg.baselines.fireants``). Not an extra: its
+  metadata pins ``simpleitk==2.2.1``, so install it with ``pip install --no-deps fireants==1.5.0``
+  (medreg's own dependencies cover what it needs); without it, registering raises a clear
+  "not installed" error.
 """
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 from medreg.baselines.base import Baseline, BaselineResult
-from medreg.errors import ConfigError, MedregError
+from medreg.errors import ConfigError
 
 BASELINE_SPECS = (
     "none",
@@ -32,34 +33,13 @@ BASELINE_SPECS = (
 )
 
 
-class FireantsBaseline:
-    """Placeholder for FireANTs (affine + greedy diffeomorphic registration in PyTorch).
+def __getattr__(name: str):
+    """``FireantsBaseline`` on first use (``medreg.baselines.fireants`` never imports FireANTs itself)."""
+    if name == "FireantsBaseline":
+        from medreg.baselines.fireants import FireantsBaseline
 
-    Not implemented in medreg yet: registering always raises :class:`MedregError`,
-    saying whether the package is missing or only the adapter is.
-    """
-
-    name = "fireants"
-
-    def __repr__(self) -> str:
-        return "FireantsBaseline(not implemented)"
-
-    def register(
-        self,
-        fixed_path: str | Path,
-        moving_path: str | Path,
-        *,
-        threads: int,
-        seed: int = 0,
-        workdir: Path | None = None,
-    ) -> BaselineResult:
-        if importlib.util.find_spec("fireants") is None:
-            raise MedregError(
-                "the 'fireants' baseline needs FireANTs, which is not installed; install it with "
-                "'pip install fireants --no-deps' (its metadata pins an old SimpleITK that would "
-                "replace medreg's), then its remaining dependencies by hand"
-            )
-        raise MedregError("the 'fireants' baseline is not implemented in this version of medreg")
+        return FireantsBaseline
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def get_baseline(spec: str) -> Baseline:
@@ -85,6 +65,8 @@ def get_baseline(spec: str) -> Baseline:
 
         return ElastixBaseline()
     if key == "fireants":
+        from medreg.baselines.fireants import FireantsBaseline
+
         return FireantsBaseline()
     raise ConfigError(f"unknown baseline {spec!r}; expected one of {', '.join(BASELINE_SPECS)}")
 
