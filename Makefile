@@ -4,10 +4,11 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup test test-all demo mnist clean
+.PHONY: setup test test-all demo demo-lung mnist clean
 
 DEMO   ?= runs/demo
 MODEL  ?= medreg/weights/demo-brain.safetensors
+LUNG_MODEL ?= medreg/weights/demo-lung.safetensors
 THREADS ?= 2
 
 setup: $(STAMP)
@@ -16,7 +17,7 @@ setup: $(STAMP)
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet -e '.[dev,baselines]'
 	touch $(STAMP)
 
 test: setup
@@ -26,17 +27,27 @@ test-all: setup
 	$(PY) -m pytest -q -m ''
 
 # The main job: generate demo-brain from the registry-shipped MNI152 template, preprocess it,
-# and evaluate the shipped model (alone, and with 10 steps of instance optimisation per pair)
-# beside ANTs SyNQuick and no registration on the 6 test pairs.
+# and evaluate the shipped model (alone, and with 15 steps of instance optimisation per pair)
+# beside ANTs SyNQuick, elastix and no registration on the 6 test pairs.
 # Reruns resume (finished cases and pairs are skipped).
 demo: setup
 	$(VENV)/bin/medreg preprocess --dataset demo-brain --out $(DEMO)/preprocessed --workers $(THREADS)
 	$(VENV)/bin/medreg evaluate --dataset demo-brain --data $(DEMO)/preprocessed --model $(MODEL) \
-	    --io-steps 10 --baseline ants:syn-quick --baseline none --threads $(THREADS) --out $(DEMO)/evaluation
+	    --io-steps 15 --baseline ants:syn-quick --baseline elastix --baseline none \
+	    --threads $(THREADS) --out $(DEMO)/evaluation
 	@echo
 	@echo "report: $(DEMO)/evaluation/report.html"
 	@echo "retrain the model (GPU: ~3 min; CPU: DEVICE=cpu, hours):  pipelines/train_demo_brain_gpu.sh $(DEMO)/retrain"
 	@echo "or a short CPU run:  $(VENV)/bin/medreg train --dataset demo-brain --data $(DEMO)/preprocessed --out $(DEMO)/run --max-steps 200"
+
+# The same on demo-lung (a real chest CT with synthetic breathing motion; 4 test pairs).
+demo-lung: setup
+	$(VENV)/bin/medreg preprocess --dataset demo-lung --out $(DEMO)-lung/preprocessed --workers $(THREADS)
+	$(VENV)/bin/medreg evaluate --dataset demo-lung --data $(DEMO)-lung/preprocessed --model $(LUNG_MODEL) \
+	    --io-steps 15 --baseline ants:syn-quick --baseline elastix --baseline none \
+	    --threads $(THREADS) --out $(DEMO)-lung/evaluation
+	@echo
+	@echo "report: $(DEMO)-lung/evaluation/report.html"
 
 # The seed experiment: multistep MLP on MNIST fives, evaluated on fives and sevens.
 mnist: setup
