@@ -28,7 +28,6 @@ dense field, not reading the images or starting the worker (``extra`` has each p
 
 from __future__ import annotations
 
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -38,14 +37,11 @@ import numpy as np
 from medreg.baselines.base import (
     DISPLACEMENT_FILE,
     BaselineResult,
-    check_fresh_workdir,
-    compare_affines,
     itk_ras_affine,
     ru_maxrss_mb,
-    run_worker,
+    run_tool,
 )
 from medreg.errors import ConfigError
-from medreg.io.nifti import volume_geometry
 
 ANTS_PRESETS: dict[str, dict[str, Any]] = {
     "affine": {"type_of_transform": "antsRegistrationSyNQuick[a]"},
@@ -121,41 +117,13 @@ class AntsBaseline:
         workdir: Path | None = None,
     ) -> BaselineResult:
         """Register ``moving`` to ``fixed``; the transform files stay in ``workdir`` if given."""
-        _, nib_affine = volume_geometry(fixed_path)
-        volume_geometry(moving_path)
-        with tempfile.TemporaryDirectory(prefix="medreg_ants_") as tmp:
-            work = Path(workdir) if workdir is not None else Path(tmp)
-            work.mkdir(parents=True, exist_ok=True)
-            check_fresh_workdir(work, (DISPLACEMENT_FILE, "ants_*"))
-            payload = run_worker(
-                "medreg.baselines.ants:ants_worker",
-                {
-                    "fixed_path": str(Path(fixed_path).resolve()),
-                    "moving_path": str(Path(moving_path).resolve()),
-                    "options": self.options,
-                    "workdir": str(work.resolve()),
-                    "seed": int(seed),
-                },
-                threads=threads,
-                seed=seed,
-                workdir=work,
-                isolate=self.isolate,
-                what=f"ANTs registration ({self.name}) of {moving_path} to {fixed_path}",
-            )
-            u = np.load(work / DISPLACEMENT_FILE)
-        itk_affine = np.asarray(payload.pop("fixed_affine_itk"))
-        warning = compare_affines(nib_affine, itk_affine)
+        run = run_tool("medreg.baselines.ants:ants_worker", {"options": self.options}, fixed_path, moving_path,
+                       threads=threads, seed=seed, workdir=workdir, isolate=self.isolate, prefix="medreg_ants_",
+                       patterns=("ants_*",),
+                       what=f"ANTs registration ({self.name}) of {moving_path} to {fixed_path}")
+        payload = run.payload
         extra = {"method": self.name, "options": dict(self.options), "seed": int(seed), **payload}
         if workdir is None:  # the files went away with the temporary folder
             extra.pop("fwdtransforms")
             extra.pop("composed_field")
-        if warning:
-            extra["header_warning"] = warning
-        return BaselineResult(
-            displacement_lps=u,
-            fixed_affine=itk_affine,
-            seconds=float(payload["register_seconds"] + payload["compose_seconds"]),
-            threads=int(threads),
-            peak_rss_mb=float(payload["peak_rss_mb"]),
-            extra=extra,
-        )
+        return run.result(extra, seconds=payload["register_seconds"] + payload["compose_seconds"], threads=threads)

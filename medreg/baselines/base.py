@@ -24,6 +24,7 @@ import os
 import resource
 import subprocess
 import sys
+import tempfile
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -34,6 +35,7 @@ import numpy as np
 
 from medreg.errors import InputError, MedregError
 from medreg.io.geometry import lps_to_voxel
+from medreg.io.nifti import volume_geometry
 
 DISPLACEMENT_FILE = "displacement_lps.npy"
 
@@ -253,3 +255,48 @@ def run_worker(
     payload["peak_rss_source"] = "ru_maxrss of the isolated worker process (includes Python and library import)"
     payload["process_seconds"] = time.perf_counter() - start
     return payload
+
+
+@dataclass
+class ToolRun:
+    """What :func:`run_tool` returns: ``u`` (X, Y, Z, 3) LPS mm, the worker's payload and the fixed grid as ITK read it."""
+
+    displacement_lps: np.ndarray
+    payload: dict[str, Any]
+    fixed_affine: np.ndarray
+    header_warning: str | None
+
+    def result(self, extra: dict[str, Any], *, seconds: float, threads: int) -> BaselineResult:
+        """The common result, with the header warning (if any) added to ``extra``."""
+        if self.header_warning:
+            extra["header_warning"] = self.header_warning
+        return BaselineResult(displacement_lps=self.displacement_lps, fixed_affine=self.fixed_affine,
+                              seconds=float(seconds), threads=int(threads),
+                              peak_rss_mb=float(self.payload["peak_rss_mb"]), extra=extra)
+
+
+def run_tool(worker: str, arguments: dict[str, Any], fixed_path: str | Path, moving_path: str | Path, *,
+             threads: int, seed: int, workdir: Path | None, isolate: bool, what: str, prefix: str,
+             patterns: tuple[str, ...]) -> ToolRun:
+    """The part every tool baseline shares: check both headers, run ``worker`` on a fresh work folder, read ``u``.
+
+    ``worker`` gets ``fixed_path``, ``moving_path``, ``workdir`` and ``seed`` beside
+    ``arguments``, saves ``u`` as :data:`DISPLACEMENT_FILE` and returns a payload with
+    ``fixed_affine_itk`` (taken out here). Without ``workdir`` a temporary folder is
+    used and removed; with one, files matching ``patterns`` must not be there yet.
+    """
+    _, nib_affine = volume_geometry(fixed_path)
+    volume_geometry(moving_path)
+    with tempfile.TemporaryDirectory(prefix=prefix) as tmp:
+        work = Path(workdir) if workdir is not None else Path(tmp)
+        work.mkdir(parents=True, exist_ok=True)
+        check_fresh_workdir(work, (DISPLACEMENT_FILE, *patterns))
+        payload = run_worker(
+            worker,
+            {"fixed_path": str(Path(fixed_path).resolve()), "moving_path": str(Path(moving_path).resolve()),
+             "workdir": str(work.resolve()), "seed": int(seed), **arguments},
+            threads=threads, seed=seed, workdir=work, isolate=isolate, what=what,
+        )
+        u = np.load(work / DISPLACEMENT_FILE)
+    itk_affine = np.asarray(payload.pop("fixed_affine_itk"))
+    return ToolRun(u, payload, itk_affine, compare_affines(nib_affine, itk_affine))

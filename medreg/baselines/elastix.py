@@ -20,7 +20,6 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import os
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -30,14 +29,11 @@ import numpy as np
 from medreg.baselines.base import (
     DISPLACEMENT_FILE,
     BaselineResult,
-    check_fresh_workdir,
-    compare_affines,
     itk_ras_affine,
     ru_maxrss_mb,
-    run_worker,
+    run_tool,
 )
 from medreg.errors import MedregError
-from medreg.io.nifti import volume_geometry
 
 INSTALL_HINT = (
     "the 'elastix' baseline needs itk-elastix, which is not installed; "
@@ -156,40 +152,11 @@ class ElastixBaseline:
     ) -> BaselineResult:
         """Register ``moving`` to ``fixed``; elastix's logs and parameter files go to ``workdir`` if given."""
         require_itk_elastix()
-        _, nib_affine = volume_geometry(fixed_path)
-        volume_geometry(moving_path)
-        with tempfile.TemporaryDirectory(prefix="medreg_elastix_") as tmp:
-            work = Path(workdir) if workdir is not None else Path(tmp)
-            work.mkdir(parents=True, exist_ok=True)
-            check_fresh_workdir(work, (DISPLACEMENT_FILE, "TransformParameters.*"))
-            payload = run_worker(
-                "medreg.baselines.elastix:elastix_worker",
-                {
-                    "fixed_path": str(Path(fixed_path).resolve()),
-                    "moving_path": str(Path(moving_path).resolve()),
-                    "workdir": str(work.resolve()),
-                    "threads": int(threads),
-                    "seed": int(seed),
-                    "maps": list(self.maps),
-                    "overrides": self.overrides,
-                },
-                threads=threads,
-                seed=seed,
-                workdir=work,
-                isolate=self.isolate,
-                what=f"elastix registration of {moving_path} to {fixed_path}",
-            )
-            u = np.load(work / DISPLACEMENT_FILE)
-        itk_affine = np.asarray(payload.pop("fixed_affine_itk"))
+        run = run_tool("medreg.baselines.elastix:elastix_worker",
+                       {"threads": int(threads), "maps": list(self.maps), "overrides": self.overrides},
+                       fixed_path, moving_path, threads=threads, seed=seed, workdir=workdir, isolate=self.isolate,
+                       prefix="medreg_elastix_", patterns=("TransformParameters.*",),
+                       what=f"elastix registration of {moving_path} to {fixed_path}")
+        payload = run.payload
         extra = {"method": self.name, "seed": int(seed), **payload}
-        warning = compare_affines(nib_affine, itk_affine)
-        if warning:
-            extra["header_warning"] = warning
-        return BaselineResult(
-            displacement_lps=u,
-            fixed_affine=itk_affine,
-            seconds=float(payload["register_seconds"] + payload["compose_seconds"]),
-            threads=int(threads),
-            peak_rss_mb=float(payload["peak_rss_mb"]),
-            extra=extra,
-        )
+        return run.result(extra, seconds=payload["register_seconds"] + payload["compose_seconds"], threads=threads)

@@ -36,7 +36,6 @@ from __future__ import annotations
 import copy
 import importlib
 import importlib.util
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -46,14 +45,11 @@ import numpy as np
 from medreg.baselines.base import (
     DISPLACEMENT_FILE,
     BaselineResult,
-    check_fresh_workdir,
-    compare_affines,
     itk_ras_affine,
     ru_maxrss_mb,
-    run_worker,
+    run_tool,
 )
 from medreg.errors import ConfigError, MedregError
-from medreg.io.nifti import volume_geometry
 
 INSTALL_HINT = (
     "the 'fireants' baseline needs FireANTs, which is not installed; install it with "
@@ -286,33 +282,14 @@ class FireantsBaseline:
     ) -> BaselineResult:
         """Register ``moving`` to ``fixed``; FireANTs' warp and affine files stay in ``workdir`` if given."""
         require_fireants()
-        _, nib_affine = volume_geometry(fixed_path)
-        volume_geometry(moving_path)
-        with tempfile.TemporaryDirectory(prefix="medreg_fireants_") as tmp:
-            work = Path(workdir) if workdir is not None else Path(tmp)
-            work.mkdir(parents=True, exist_ok=True)
-            check_fresh_workdir(work, (DISPLACEMENT_FILE, "fireants_*"))
-            payload = run_worker(
-                "medreg.baselines.fireants:fireants_worker",
-                {
-                    "fixed_path": str(Path(fixed_path).resolve()),
-                    "moving_path": str(Path(moving_path).resolve()),
-                    "workdir": str(work.resolve()),
-                    "threads": int(threads),
-                    "seed": int(seed),
-                    "device": self.device,
-                    "affine_options": self.affine_options,
-                    "greedy_options": self.greedy_options,
-                    "save_transforms": workdir is not None,
-                },
-                threads=threads,
-                seed=seed,
-                workdir=work,
-                isolate=self.isolate,
-                what=f"FireANTs registration of {moving_path} to {fixed_path}",
-            )
-            u = np.load(work / DISPLACEMENT_FILE)
-        itk_affine = np.asarray(payload.pop("fixed_affine_itk"))
+        run = run_tool(
+            "medreg.baselines.fireants:fireants_worker",
+            {"threads": int(threads), "device": self.device, "affine_options": self.affine_options,
+             "greedy_options": self.greedy_options, "save_transforms": workdir is not None},
+            fixed_path, moving_path, threads=threads, seed=seed, workdir=workdir, isolate=self.isolate,
+            prefix="medreg_fireants_", patterns=("fireants_*",),
+            what=f"FireANTs registration of {moving_path} to {fixed_path}")
+        payload = run.payload
         extra = {
             "method": self.name,
             "affine_options": dict(self.affine_options),
@@ -320,14 +297,5 @@ class FireantsBaseline:
             "seed": int(seed),
             **payload,
         }
-        warning = compare_affines(nib_affine, itk_affine)
-        if warning:
-            extra["header_warning"] = warning
-        return BaselineResult(
-            displacement_lps=u,
-            fixed_affine=itk_affine,
-            seconds=float(payload["affine_seconds"] + payload["greedy_seconds"] + payload["compose_seconds"]),
-            threads=int(threads),
-            peak_rss_mb=float(payload["peak_rss_mb"]),
-            extra=extra,
-        )
+        seconds = payload["affine_seconds"] + payload["greedy_seconds"] + payload["compose_seconds"]
+        return run.result(extra, seconds=seconds, threads=threads)
