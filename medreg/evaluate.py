@@ -178,6 +178,8 @@ def _run_one(method: EvalMethod, entry, root: Path, opts: EvaluationOptions, cha
         ev = evaluate_result(result, data)
         row.update(ev.metrics)
         row.update(seconds=float(result.seconds), peak_rss_mb=float(result.peak_rss_mb), threads=int(result.threads))
+        if result.extra.get("device"):  # where it really ran (FireANTs and medreg pick CUDA when present)
+            row["device"] = str(result.extra["device"])
         row["dice_labels"] = {str(k): v for k, v in ev.dice_per_label.items()} if ev.dice_per_label else ""
         row["method_extra"] = {k: v for k, v in result.extra.items() if isinstance(v, (str, int, float, bool))}
         folder.mkdir(parents=True, exist_ok=True)

@@ -214,6 +214,19 @@ def test_resume_skips_finished_pairs(prep, true_shift, tmp_path):
     assert len(_csv(out / "metrics.csv")) == 6
 
 
+def test_row_device_is_where_the_method_ran(prep, true_shift, tmp_path):
+    class OnCuda(Translation):  # a tool that picked the GPU itself (FireANTs does) reports it in extra
+        def register(self, inputs, **kw):
+            result = super().register(inputs, **kw)
+            result.extra["device"] = "cuda:0"
+            return result
+
+    out = tmp_path / "eval"
+    evaluate(_opts(prep, out, [OnCuda(true_shift), Translation(true_shift, name="plain")]))
+    devices = {(r["method"], r["device"]) for r in _csv(out / "metrics.csv")}
+    assert devices == {("fake", "cuda:0"), ("plain", "cpu")}
+
+
 def test_resume_refuses_a_different_evaluation(prep, true_shift, tmp_path):
     out = tmp_path / "eval"
     evaluate(_opts(prep, out, [Translation(true_shift)]))
