@@ -62,6 +62,7 @@ class EvaluationOptions:
     baselines: list[str] = field(default_factory=list)
     io_steps: int = 0
     io_mode: str = "field"
+    io_upsample: int = 1
     split: str = "test"
     threads: int = 1
     shard: Shard = field(default_factory=Shard)
@@ -245,13 +246,15 @@ def evaluate(opts: EvaluationOptions) -> EvaluationResult:
         if channel not in e.fixed or channel not in e.moving:
             raise InputError(manifest_path, f"pair {e.id!r}: expected channel {channel!r}, found {sorted(e.fixed)}")
     methods = opts.methods if opts.methods is not None else build_methods(opts.model, list(opts.baselines), io_steps=opts.io_steps,
-                                                                           io_mode=opts.io_mode, device=opts.device)
+                                                                           io_mode=opts.io_mode, device=opts.device,
+                                                                           io_upsample=opts.io_upsample)
     out = Path(opts.out)
     info = {
         "format": "medreg-evaluation", "dataset": manifest.dataset, "data": str(root.resolve()), "split": opts.split,
         "split_pairs": len(split_pairs), "shard": str(opts.shard), "pairs": [e.id for e in pairs],
         "threads": int(opts.threads), "channel": channel, "channels": channels, "seed": int(opts.seed),
         "model": None if opts.model is None else str(opts.model), "io_steps": int(opts.io_steps), "io_mode": opts.io_mode,
+        "io_upsample": int(opts.io_upsample),
         "methods": [m.describe() for m in methods], "reference": _reference(methods),
         "machine": machine_info([m.device for m in methods]), "command": opts.command, "started": _now(),
         "submission": bool(opts.submission),

@@ -267,6 +267,53 @@ def test_instance_optimisation_never_changes_the_loaded_model(translated_pair, t
     assert losses[3] < losses[0] if io_mode == "field" else losses[-1] < losses[0]
 
 
+def test_finer_images_sample_the_preprocessed_data_on_the_network_box(translated_pair):
+    from scipy.ndimage import map_coordinates
+
+    from medreg.training.data import prepare_pair
+
+    cfg = make_config(spacing=(3.0, 3.0, 3.0))
+    pair = prepare_pair([load_volume(translated_pair["fixed"])], [load_volume(translated_pair["moving"])], cfg)
+    k = 2
+    moving_f, fixed_f = pair.finer(k)
+    net = np.array(pair.geometry.shape)
+    assert tuple(fixed_f.shape) == tuple(moving_f.shape) == (1, 1, *(net * k))
+    # fine voxel i lies at network index (i + 0.5) / k - 0.5: the same box, k times the voxels
+    idx = np.stack(np.meshgrid(*[np.arange(n) for n in net * k], indexing="ij"), -1).reshape(-1, 3)
+    ras = (pair.geometry.affine @ np.c_[(idx + 0.5) / k - 0.5, np.ones(len(idx))].T)
+    for image, data, affine in ((fixed_f, pair.fixed_data, pair.fixed_data_affine),
+                                (moving_f, pair.moving_data, pair.moving_data_affine)):
+        data_idx = (np.linalg.inv(affine) @ ras)[:3]
+        inside = np.all((data_idx >= 0) & (data_idx <= np.array(data.shape[2:])[:, None] - 1), axis=0)
+        assert inside.mean() > 0.3
+        expected = map_coordinates(data[0, 0].numpy().astype(np.float64), data_idx[:, inside], order=1)
+        got = image[0, 0].numpy().reshape(-1)[inside]
+        np.testing.assert_allclose(got, expected, atol=1e-4)
+        assert float(data.abs().max()) > 0.5  # not a trivially empty image
+    with pytest.raises(ValueError, match="integer factor"):
+        pair.finer(1.5)
+
+
+def test_io_upsample_runs_the_last_third_on_a_finer_grid(translated_pair):
+    from medreg.register import register_pair
+    from medreg.registration.build import build_model
+
+    cfg = make_config()
+    torch.manual_seed(0)
+    model = build_model(cfg.model, 1).eval()
+    a = (translated_pair["fixed"], translated_pair["moving"])
+    plain = register_pair(model, cfg, *a, io_steps=9)
+    fine = register_pair(model, cfg, *a, io_steps=9, io_upsample=2)
+    losses = fine.extra["io_losses"]
+    assert len(losses) == 9 and fine.extra["io_upsample"] == 2 and plain.extra["io_upsample"] == 1
+    assert losses[:3] == pytest.approx(plain.extra["io_losses"][:3])  # the same first stage (3 steps here)
+    assert losses[8] < losses[6]  # the fine stage improves its own loss
+    assert np.abs(fine.displacement_lps - plain.displacement_lps).max() > 1e-3
+    for bad, mode in ((0, "field"), (2, "network")):
+        with pytest.raises(InputError, match="io-upsample"):
+            register_pair(model, cfg, *a, io_steps=3, io_upsample=bad, io_mode=mode)
+
+
 def test_unknown_io_mode_is_a_clear_error(translated_pair):
     from medreg.register import register_pair
 
@@ -333,7 +380,8 @@ def test_separable_resampling_equals_grid_sample(matrix):
     """The axis-aligned fast path of map_to_original is trilinear grid_sample (border) exactly."""
     import torch.nn.functional as F
 
-    from medreg.register import _REVERSE, _index_grid, _resample_separable, _to_normalized
+    from medreg.io.geometry import index_to_normalized
+    from medreg.register import _REVERSE, _index_grid, _resample_separable
 
     torch.manual_seed(0)
     dense = torch.randn(1, 3, 9, 11, 7)
@@ -341,7 +389,7 @@ def test_separable_resampling_equals_grid_sample(matrix):
     m[:3] = np.asarray(matrix)
     out_shape = (15, 20, 18)
     got = _resample_separable(dense, m, out_shape)
-    theta = _REVERSE @ _to_normalized(dense.shape[2:]) @ m
+    theta = _REVERSE @ index_to_normalized(dense.shape[2:]) @ m
     ref = F.grid_sample(dense, _index_grid(theta, out_shape, 0, torch.device("cpu")), mode="bilinear",
                         padding_mode="border", align_corners=False)
     assert got.shape == ref.shape

@@ -105,7 +105,7 @@ def demo_pair(root: Path, case: str | None, index: int) -> dict[str, Any]:
     return {"id": case, "files": case_files(root, case, days)}
 
 
-def _tre(mapped: np.ndarray, target: np.ndarray) -> float:
+def _tre(mapped: Any, target: Any) -> float:
     import numpy as np
 
     return float(np.linalg.norm(np.asarray(mapped) - target, axis=1).mean())

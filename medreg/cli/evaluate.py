@@ -58,6 +58,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                         help="also evaluate medreg with N steps of instance optimisation per pair (default 0: network only)")
     parser.add_argument("--io-mode", choices=("field", "network"), default="field",
                         help="instance optimisation of the displacement (field, default) or of a copy of the model (network)")
+    parser.add_argument("--io-upsample", type=int, default=1, metavar="K",
+                        help="field IO: the last third of the steps on a grid K times finer than the network's "
+                             "(default 1: none; each such step costs about K^3 times more; named medreg+ioNxK)")
     parser.add_argument("--split", default="test", help="manifest split to evaluate, or 'all' (default: test)")
     parser.add_argument("--threads", type=int, default=None, metavar="T",
                         help="CPU threads for every method (default: all usable cores); recorded in the report")
@@ -94,6 +97,8 @@ def _command(args: argparse.Namespace) -> str:
         parts += ["--io-steps", str(args.io_steps)]
         if args.io_mode != "field":
             parts += ["--io-mode", args.io_mode]
+        if args.io_upsample != 1:
+            parts += ["--io-upsample", str(args.io_upsample)]
     parts += ["--split", args.split]
     if args.threads:
         parts += ["--threads", str(args.threads)]
@@ -141,7 +146,7 @@ def run(args: argparse.Namespace) -> int:
     opts = EvaluationOptions(
         dataset=args.dataset, data=Path(args.data), out=Path(args.out),
         model=None if args.model is None else Path(args.model), baselines=list(args.baseline), io_steps=args.io_steps,
-        io_mode=args.io_mode,
+        io_mode=args.io_mode, io_upsample=args.io_upsample,
         split=args.split, threads=args.threads or _default_threads(), shard=parse_shard(args.shard),
         submission=args.submission, device=args.device, channel=args.channel, seed=args.seed,
         save_fields=not args.no_fields, progress=not args.no_progress, max_qc_pairs=args.max_qc_pairs,

@@ -33,6 +33,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                         help="field: refine the displacement itself (default, fast); network: fine-tune a copy of the model")
     parser.add_argument("--io-lr", type=float, default=None, metavar="LR",
                         help="instance-optimisation learning rate (default: 0.3/0.2 voxels for field, train.lr for network)")
+    parser.add_argument("--io-upsample", type=int, default=1, metavar="K",
+                        help="field IO: the last third of the steps on a grid K times finer than the network's "
+                             "(default 1: none; each such step costs about K^3 times more)")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     parser.add_argument("--threads", type=int, default=None, metavar="N", help="CPU threads for torch (default: torch's)")
     parser.add_argument("--overwrite", action="store_true", help="replace outputs in a non-empty DIR (or redo finished pairs)")
@@ -92,7 +95,7 @@ def run(args: argparse.Namespace) -> int:
     if mode == "single":
         result = register_pair(model, config, [Path(p) for p in args.fixed], [Path(p) for p in args.moving],
                                io_steps=args.io_steps, device=device, landmarks=args.landmarks, io_lr=args.io_lr,
-                               io_mode=args.io_mode, data_preprocess=data_preprocess)
+                               io_mode=args.io_mode, data_preprocess=data_preprocess, io_upsample=args.io_upsample)
         files = write_outputs(result, args.out, overwrite=args.overwrite, info={
             **info, "fixed": [str(Path(p).resolve()) for p in args.fixed],
             "moving": [str(Path(p).resolve()) for p in args.moving],
@@ -111,7 +114,7 @@ def run(args: argparse.Namespace) -> int:
     if not jobs:
         raise InputError(Path(args.pairs or args.manifest), "expected at least one pair, found none")
     summary = register_batch(model, config, jobs, args.out, io_steps=args.io_steps, device=device, io_lr=args.io_lr,
-                             io_mode=args.io_mode, data_preprocess=data_preprocess,
+                             io_mode=args.io_mode, data_preprocess=data_preprocess, io_upsample=args.io_upsample,
                              overwrite=args.overwrite, info=info, progress=not args.no_progress)
     print(summary.text())
     return 0 if summary.ok else 1

@@ -90,18 +90,23 @@ class MedregMethod:
     Args:
         run: a run folder, checkpoint folder or ``model.safetensors`` (see ``load_model``).
         io_steps: instance-optimisation steps per pair (0: the network alone).
-        io_mode: ``field`` (refine the displacement; named ``medreg+ioN``) or ``network``
+        io_mode: ``field`` (refine the displacement; named ``medreg+ioN``, ``medreg+ioNxK`` with
+            ``io_upsample=K > 1``) or ``network``
             (fine-tune a copy of the model; named ``medreg+netioN``).
         device: torch device string (``cpu``, ``cuda``, ``cuda:1``; ``auto``: CUDA when present).
     """
 
     def __init__(self, run: str | Path, *, io_steps: int = 0, io_mode: str = "field", device: str = "cpu",
-                 share_model_of: "MedregMethod | None" = None):
+                 share_model_of: "MedregMethod | None" = None, io_upsample: int = 1):
         if io_steps < 0:
             raise ConfigError(f"--io-steps: expected >= 0, found {io_steps}")
         if io_mode not in ("field", "network"):
             raise ConfigError(f"--io-mode: expected field or network, found {io_mode!r}")
+        if int(io_upsample) != io_upsample or io_upsample < 1 or (io_upsample > 1 and io_mode != "field"):
+            raise ConfigError(f"--io-upsample: expected an integer >= 1 (above 1 only with --io-mode field), "
+                              f"found {io_upsample} with --io-mode {io_mode}")
         self.io_mode = io_mode
+        self.io_upsample = int(io_upsample) if io_steps else 1
         self.run = Path(run)
         self.io_steps = int(io_steps)
         if device == "auto":
@@ -110,7 +115,8 @@ class MedregMethod:
             device = "cuda" if torch.cuda.is_available() else "cpu"
         self.device = str(device)
         self.name = ("medreg" if self.io_steps == 0 else
-                     f"medreg+io{self.io_steps}" if io_mode == "field" else f"medreg+netio{self.io_steps}")
+                     f"medreg+netio{self.io_steps}" if io_mode == "network" else
+                     f"medreg+io{self.io_steps}" + (f"x{self.io_upsample}" if self.io_upsample > 1 else ""))
         self._warm = False
         self._loaded: tuple[Any, Any] | None = None
         self._share = share_model_of
@@ -151,7 +157,7 @@ class MedregMethod:
         def run() -> Any:
             return register_pair(model, config, [inputs.fixed[c] for c in channels], [inputs.moving[c] for c in channels],
                                  io_steps=self.io_steps, io_mode=self.io_mode, device=self.device,
-                                 data_preprocess=data_preprocess)
+                                 data_preprocess=data_preprocess, io_upsample=self.io_upsample)
 
         if not self._warm:  # one untimed run: thread pools, oneDNN kernels and caches are set up once per process
             run()
@@ -164,7 +170,8 @@ class MedregMethod:
 
     def describe(self) -> dict[str, Any]:
         return {"name": self.name, "kind": "medreg", "run": str(self.run), "io_steps": self.io_steps,
-                "io_mode": self.io_mode if self.io_steps else None, "device": self.device,
+                "io_mode": self.io_mode if self.io_steps else None, "io_upsample": self.io_upsample,
+                "device": self.device,
                 "timing": "after one untimed warm-up registration per process"}
 
 
@@ -175,6 +182,7 @@ def build_methods(
     io_steps: int = 0,
     io_mode: str = "field",
     device: str = "cpu",
+    io_upsample: int = 1,
 ) -> list[EvalMethod]:
     """The methods of one evaluation, in report order: medreg (and medreg+ioN), then the baselines.
 
@@ -186,7 +194,7 @@ def build_methods(
         methods.append(MedregMethod(model, io_steps=0, device=device))
         if io_steps > 0:
             methods.append(MedregMethod(model, io_steps=io_steps, io_mode=io_mode, device=device,
-                                        share_model_of=methods[0]))  # type: ignore[arg-type]
+                                        share_model_of=methods[0], io_upsample=io_upsample))  # type: ignore[arg-type]
     methods.extend(BaselineMethod(spec) for spec in baselines)
     if not methods:
         raise ConfigError("expected a model (--model RUN) or at least one --baseline, found neither")

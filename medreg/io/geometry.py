@@ -66,3 +66,12 @@ def voxel_to_lps(affine: np.ndarray, ijk: np.ndarray) -> np.ndarray:
 def lps_to_voxel(affine: np.ndarray, xyz: np.ndarray) -> np.ndarray:
     """LPS mm -> continuous 0-based voxel indices."""
     return ras_to_voxel(affine, lps_to_ras(xyz))
+
+
+def index_to_normalized(shape) -> np.ndarray:
+    """4x4: 0-based voxel index -> normalized coordinate in [-1, 1] (``align_corners=False``), array order."""
+    n = np.asarray(shape, dtype=np.float64)
+    m = np.eye(4)
+    m[:3, :3] = np.diag(2.0 / n)
+    m[:3, 3] = 1.0 / n - 1.0
+    return m

@@ -291,6 +291,39 @@ class PreparedPair:
     moving: torch.Tensor
     geometry: Any
     moving_geometry: Any
+    fixed_data: torch.Tensor | None = None  # (1, C, *S) the preprocessed pair, before the network grid
+    moving_data: torch.Tensor | None = None
+    fixed_data_affine: np.ndarray | None = None  # voxel -> RAS of fixed_data / moving_data
+    moving_data_affine: np.ndarray | None = None
+
+    def finer(self, factor: int, device: torch.device | str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(moving, fixed)`` on the network grid's box with ``factor`` times as many voxels per axis.
+
+        Resampled (trilinear) from the preprocessed data, not from the network images,
+        so the finer grid keeps detail the network grid has lost; zero outside the data,
+        as the network images are zero in their padding. The box is the network grid's,
+        so normalized coordinates (and any ``phi``) mean the same on both grids.
+        """
+        from medreg.io.geometry import index_to_normalized
+        from medreg.spatial.grid import identity_grid
+
+        if self.fixed_data is None or self.moving_data is None:
+            raise ValueError("this pair keeps no preprocessed data (made by prepare_pair?)")
+        if int(factor) != factor or factor < 1:
+            raise ValueError(f"expected an integer factor >= 1, found {factor}")
+        net_shape = tuple(int(n) for n in self.geometry.shape)
+        shape = tuple(n * int(factor) for n in net_shape)
+        dev = torch.device(device) if device is not None else self.fixed.device
+        grid = identity_grid(shape, dev, torch.float32)
+        out = []
+        for data, affine in ((self.moving_data, self.moving_data_affine), (self.fixed_data, self.fixed_data_affine)):
+            data = data.to(dev)
+            theta = (index_to_normalized(data.shape[2:]) @ np.linalg.inv(affine) @ self.geometry.affine
+                     @ np.linalg.inv(index_to_normalized(net_shape)))  # network normalized -> data normalized
+            t = torch.as_tensor(theta[:3], dtype=torch.float32, device=dev)
+            coords = torch.einsum("ij,bj...->bi...", t[:, :3], grid) + t[:, 3].view(1, 3, *([1] * len(shape)))
+            out.append(sample(data, coords, padding_mode="zeros"))
+        return out[0], out[1]
 
 
 def prepare_pair(fixed: Sequence[Any], moving: Sequence[Any], config: Any, data_preprocess: Any = None,
@@ -321,4 +354,8 @@ def prepare_pair(fixed: Sequence[Any], moving: Sequence[Any], config: Any, data_
                              affine=affine, shape=shape)
 
     return PreparedPair(fixed=f[None], moving=m[None], geometry=geo(pp.fixed_geometry),
-                        moving_geometry=geo(pp.moving_geometry))
+                        moving_geometry=geo(pp.moving_geometry),
+                        fixed_data=torch.from_numpy(np.ascontiguousarray(pp.fixed, dtype=np.float32))[None],
+                        moving_data=torch.from_numpy(np.ascontiguousarray(pp.moving, dtype=np.float32))[None],
+                        fixed_data_affine=np.asarray(pp.fixed_geometry.affine, dtype=np.float64),
+                        moving_data_affine=np.asarray(pp.moving_geometry.affine, dtype=np.float64))
