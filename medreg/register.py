@@ -69,9 +69,9 @@ import torch
 from medreg.apply import apply_matrix, lps_matrix, points_output_name, read_points, slabs, write_points
 from medreg.baselines.base import BaselineResult
 from medreg.errors import ConfigError, InputError
+from medreg.io.geometry import index_to_normalized
 from medreg.io.landmarks import Landmarks, check_inside
 from medreg.io.nifti import Volume, check_input_file, load_volume
-from medreg.io.geometry import index_to_normalized
 from medreg.spatial.grid import voxel_to_normalized
 from medreg.spatial.transforms import Transform
 

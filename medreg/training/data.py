@@ -306,6 +306,7 @@ class PreparedPair:
         """
         from medreg.io.geometry import index_to_normalized
         from medreg.spatial.grid import identity_grid
+        from medreg.spatial.transforms import Affine
 
         if self.fixed_data is None or self.moving_data is None:
             raise ValueError("this pair keeps no preprocessed data (made by prepare_pair?)")
@@ -320,9 +321,8 @@ class PreparedPair:
             data = data.to(dev)
             theta = (index_to_normalized(data.shape[2:]) @ np.linalg.inv(affine) @ self.geometry.affine
                      @ np.linalg.inv(index_to_normalized(net_shape)))  # network normalized -> data normalized
-            t = torch.as_tensor(theta[:3], dtype=torch.float32, device=dev)
-            coords = torch.einsum("ij,bj...->bi...", t[:, :3], grid) + t[:, 3].view(1, 3, *([1] * len(shape)))
-            out.append(sample(data, coords, padding_mode="zeros"))
+            to_data = Affine(torch.as_tensor(theta[:3], dtype=torch.float32, device=dev))
+            out.append(sample(data, to_data(grid), padding_mode="zeros"))
         return out[0], out[1]
 
 
@@ -343,10 +343,10 @@ def prepare_pair(fixed: Sequence[Any], moving: Sequence[Any], config: Any, data_
     pre = data_preprocess if data_preprocess is not None else config.preprocess
     pre = pre.model_copy(update={"modalities": list(config.channels)})
     pp = preprocess_pair(list(fixed), list(moving), pre, **pair_options)
-    f, affine = network_grid(torch.from_numpy(np.ascontiguousarray(pp.fixed, dtype=np.float32)),
-                             pp.fixed_geometry.affine, config.preprocess)
-    m, _ = network_grid(torch.from_numpy(np.ascontiguousarray(pp.moving, dtype=np.float32)),
-                        pp.moving_geometry.affine, config.preprocess)
+    fixed_data = torch.from_numpy(np.ascontiguousarray(pp.fixed, dtype=np.float32))
+    moving_data = torch.from_numpy(np.ascontiguousarray(pp.moving, dtype=np.float32))
+    f, affine = network_grid(fixed_data, pp.fixed_geometry.affine, config.preprocess)
+    m, _ = network_grid(moving_data, pp.moving_geometry.affine, config.preprocess)
     shape = tuple(int(s) for s in f.shape[1:])
 
     def geo(g) -> ImageGeometry:
@@ -355,7 +355,6 @@ def prepare_pair(fixed: Sequence[Any], moving: Sequence[Any], config: Any, data_
 
     return PreparedPair(fixed=f[None], moving=m[None], geometry=geo(pp.fixed_geometry),
                         moving_geometry=geo(pp.moving_geometry),
-                        fixed_data=torch.from_numpy(np.ascontiguousarray(pp.fixed, dtype=np.float32))[None],
-                        moving_data=torch.from_numpy(np.ascontiguousarray(pp.moving, dtype=np.float32))[None],
+                        fixed_data=fixed_data[None], moving_data=moving_data[None],
                         fixed_data_affine=np.asarray(pp.fixed_geometry.affine, dtype=np.float64),
                         moving_data_affine=np.asarray(pp.moving_geometry.affine, dtype=np.float64))
