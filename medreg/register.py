@@ -205,9 +205,12 @@ def refine_field(phi: Transform, config: Any, moving: torch.Tensor, fixed: torch
     With ``finer`` (``(moving, fixed)`` on a grid ``K`` times finer of the same box, see
     :meth:`medreg.training.data.PreparedPair.finer`): a third at half the network
     resolution, a third at the network resolution, the rest on the finer grid, where the
-    residual keeps the network stage's control points (coarsened ``2 K`` times) and the
-    LNCC window is 3 voxels (on demo-lung's 2 held-out training pairs, K = 2: median TRE
-    0.67 mm, against 0.74 mm with the network stage's window and control points).
+    residual keeps the network stage's control points (coarsened ``2 K`` times), the LNCC
+    window is 3 voxels, and the regularizer, weighted ``lam / 5``, is taken on the control
+    points (the total field sampled there) rather than on every fine voxel. Chosen on
+    demo-lung's 2 held-out training pairs, K = 2, 45 steps: median / mean TRE 0.62 / 0.74 mm
+    and 1 s a fine step, against 0.67 / 0.94 mm and 1.6 s a step with the network stage's
+    window, ``lam`` and a regularizer on every fine voxel.
     """
     from medreg.registration.field_io import optimize_field
 
@@ -221,7 +224,7 @@ def refine_field(phi: Transform, config: Any, moving: torch.Tensor, fixed: torch
     else:
         third = steps // 3
         k = max(1, int(finer[1].shape[2]) // int(fixed.shape[2]))
-        fine = {**common, "coarsen": 2 * k}
+        fine = {**common, "coarsen": 2 * k, "reg_coarsen": 2 * k, "lam": float(loss.lam) / 5}
         if loss.similarity == "lncc":
             fine["similarity_kwargs"] = {"window": min(3, int(loss.window))}
         stages = [(third, 2, 0.3, moving, fixed, common), (third, 1, 0.2, moving, fixed, common),

@@ -34,17 +34,20 @@ def _coarse_shape(shape: Sequence[int], coarsen: int) -> tuple[int, ...]:
 def optimize_field(phi: Transform, moving: torch.Tensor, fixed: torch.Tensor, *, steps: int, lr: float = 0.5,
                    lam: float = 1.0, similarity: str | Callable = "lncc", regularizer: str | Callable = "diffusion",
                    similarity_kwargs: dict | None = None, coarsen: int = 2,
-                   downsample: int = 1) -> tuple[DisplacementField, list[float]]:
+                   downsample: int = 1, reg_coarsen: int = 1) -> tuple[DisplacementField, list[float]]:
     """Refine ``phi`` on this pair; return the refined map (a dense field on ``fixed``'s grid) and the loss per step.
 
     ``moving`` and ``fixed`` are the network inputs ``(1, C, *S)`` (same grid). With
     ``steps == 0`` the result is ``phi`` sampled on the grid. ``coarsen`` >= 1 is the
-    residual grid's subsampling factor (1: one residual vector per voxel).
+    residual grid's subsampling factor (1: one residual vector per voxel). With
+    ``reg_coarsen`` > 1 the regularizer is taken on a grid that many times coarser (the
+    total field, ``phi`` plus the residual, sampled there): on a fine grid it otherwise
+    costs as much as the warp.
     """
     if steps < 0:
         raise ValueError(f"expected steps >= 0, found {steps}")
-    if coarsen < 1:
-        raise ValueError(f"expected coarsen >= 1, found {coarsen}")
+    if coarsen < 1 or reg_coarsen < 1:
+        raise ValueError(f"expected coarsen and reg_coarsen >= 1, found {coarsen} and {reg_coarsen}")
     sim_fn = SIMILARITIES[similarity] if isinstance(similarity, str) else similarity
     reg_fn = REGULARIZERS[regularizer] if isinstance(regularizer, str) else regularizer
     kwargs = dict(similarity_kwargs or {})
@@ -64,6 +67,10 @@ def optimize_field(phi: Transform, moving: torch.Tensor, fixed: torch.Tensor, *,
     grid = identity_grid(shape, dev, dtype)
     with torch.no_grad():
         u_net = (phi.on_grid(shape, dev, dtype) - grid).float()
+        at_net = grid + u_net  # phi on the grid: the residual is added to this
+        reg_shape = _coarse_shape(shape, reg_coarsen) if reg_coarsen > 1 else shape
+        u_reg = u_net if reg_shape == shape else (phi.on_grid(reg_shape, dev, dtype)
+                                                   - identity_grid(reg_shape, dev, dtype)).float()
     if similarity == "lncc":  # the fixed image's local statistics once, not at every step
         lncc = FixedLNCC(fixed, **kwargs)
 
@@ -80,11 +87,16 @@ def optimize_field(phi: Transform, moving: torch.Tensor, fixed: torch.Tensor, *,
         r = residual if coarsen == 1 else F.interpolate(residual, size=shape, mode=mode, align_corners=False)
         return u_net + r * to_norm
 
+    def upsampled(size: tuple[int, ...]) -> torch.Tensor:
+        return residual if size == tuple(residual.shape[2:]) else F.interpolate(residual, size=size, mode=mode,
+                                                                               align_corners=False)
+
     for _ in range(int(steps)):
         opt.zero_grad(set_to_none=True)
-        u = field()
-        warped = sample(moving, grid + u)
-        loss = sim_fn(warped, fixed, **kwargs) + lam * reg_fn(u)
+        r = upsampled(shape) * to_norm
+        warped = sample(moving, at_net + r)
+        reg = reg_fn(u_net + r if reg_shape == shape else u_reg + upsampled(reg_shape) * to_norm)
+        loss = sim_fn(warped, fixed, **kwargs) + lam * reg
         loss.backward()
         opt.step()
         losses.append(float(loss.detach()))
