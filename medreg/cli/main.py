@@ -22,6 +22,9 @@ COMMANDS: dict[str, str] = {
     "report": "report",
 }
 
+# commands that run torch on large volumes: they keep freed memory in the heap (medreg.allocator)
+HEAVY_COMMANDS = frozenset({"train", "bench", "register", "apply", "evaluate", "preprocess"})
+
 
 def build_parser() -> argparse.ArgumentParser:
     from medreg import __version__
@@ -45,6 +48,10 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "command", None):
         parser.print_help()
         return 0
+    if args.command in HEAVY_COMMANDS:
+        from medreg.allocator import keep_freed_memory
+
+        keep_freed_memory()
     try:
         return int(args.run(args) or 0)
     except MedregError as err:
