@@ -54,9 +54,7 @@ import copy
 import json
 import os
 import platform
-import resource
 import shutil
-import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -125,9 +123,10 @@ def resolve_device(device: str | torch.device) -> torch.device:
 
 
 def peak_rss_mb() -> float:
-    """Lifetime peak resident memory of this process in MB."""
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return rss / (1024.0 * 1024.0) if sys.platform == "darwin" else rss / 1024.0
+    """Peak resident memory of this process's own address space in MB (:func:`medreg.memory.own_peak_rss_mb`)."""
+    from medreg.memory import own_peak_rss_mb
+
+    return own_peak_rss_mb()
 
 
 def _sources(value: Source | Sequence[Source], channels: Sequence[str], role: str) -> list[Source]:

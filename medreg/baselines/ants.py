@@ -38,7 +38,7 @@ from medreg.baselines.base import (
     DISPLACEMENT_FILE,
     BaselineResult,
     itk_ras_affine,
-    ru_maxrss_mb,
+    own_peak_rss_mb,
     run_tool,
 )
 from medreg.errors import ConfigError
@@ -61,7 +61,7 @@ def ants_worker(fixed_path: str, moving_path: str, options: dict[str, Any], work
     options = {k: tuple(v) if isinstance(v, list) else v for k, v in options.items()}
     fixed = ants.image_read(fixed_path)
     moving = ants.image_read(moving_path)
-    rss_before = ru_maxrss_mb()
+    rss_before = own_peak_rss_mb()
     prefix = str(Path(workdir) / "ants_")
     t0 = time.perf_counter()
     reg = ants.registration(fixed, moving, outprefix=prefix, **options)

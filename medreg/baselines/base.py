@@ -11,8 +11,9 @@ Classical tools run in a fresh Python interpreter (a worker process) so that
 
 - ``ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS`` is set before ITK starts (ITK may read
   it only once per process, so changing it later in a long-lived process is unreliable);
-- the peak resident memory is that of the registration alone
-  (``ru_maxrss`` of the worker, which includes Python and the library import);
+- the peak resident memory is that of the registration alone (the worker's own
+  high-water mark, ``VmHWM``, which includes Python and the library import; not
+  ``ru_maxrss``, which on Linux carries over the caller's resident size through fork and exec);
 - a crash in C++ (segfault) becomes a :class:`MedregError` instead of killing the caller.
 """
 
@@ -35,6 +36,7 @@ import numpy as np
 
 from medreg.errors import InputError, MedregError
 from medreg.io.geometry import lps_to_voxel
+from medreg.memory import own_peak_rss_mb  # noqa: F401  (re-exported for the baselines)
 from medreg.io.nifti import volume_geometry
 
 DISPLACEMENT_FILE = "displacement_lps.npy"
@@ -171,7 +173,7 @@ def _child_main(request_path: str) -> None:
         module_name, func_name = request["target"].split(":")
         func = getattr(importlib.import_module(module_name), func_name)
         payload = func(**request["kwargs"])
-        payload["peak_rss_mb"] = ru_maxrss_mb()
+        payload["peak_rss_mb"] = own_peak_rss_mb()
         answer = {"status": "ok", "payload": payload}
     except BaseException as exc:  # report everything, including SystemExit from a library
         answer = {"status": "error", "message": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc()}
@@ -252,7 +254,7 @@ def run_worker(
     if answer["status"] != "ok":
         raise MedregError(f"{what} failed: {answer['message']}\n{answer['traceback']}")
     payload = answer["payload"]
-    payload["peak_rss_source"] = "ru_maxrss of the isolated worker process (includes Python and library import)"
+    payload["peak_rss_source"] = "VmHWM of the isolated worker process (includes Python and library import)"
     payload["process_seconds"] = time.perf_counter() - start
     return payload
 

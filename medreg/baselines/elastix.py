@@ -30,7 +30,7 @@ from medreg.baselines.base import (
     DISPLACEMENT_FILE,
     BaselineResult,
     itk_ras_affine,
-    ru_maxrss_mb,
+    own_peak_rss_mb,
     run_tool,
 )
 from medreg.errors import MedregError
@@ -70,7 +70,7 @@ def elastix_worker(
 ) -> dict[str, Any]:
     """Run elastix with default ``maps`` (plus ``overrides``) and save the deformation field (in the worker)."""
     itk = require_itk_elastix(load=True)
-    rss_before = ru_maxrss_mb()
+    rss_before = own_peak_rss_mb()
     itk.MultiThreaderBase.SetGlobalDefaultNumberOfThreads(int(threads))
     itk.MultiThreaderBase.SetGlobalMaximumNumberOfThreads(max(int(threads), 1))
     itk.MersenneTwisterRandomVariateGenerator.GetInstance().SetSeed(int(seed))

@@ -46,7 +46,7 @@ from medreg.baselines.base import (
     DISPLACEMENT_FILE,
     BaselineResult,
     itk_ras_affine,
-    ru_maxrss_mb,
+    own_peak_rss_mb,
     run_tool,
 )
 from medreg.errors import ConfigError, MedregError
@@ -156,7 +156,7 @@ def fireants_worker(
             device = "cuda" if torch.cuda.is_available() else "cpu"
         if device.startswith("cuda"):
             torch.cuda.reset_peak_memory_stats(device)
-        rss_before = ru_maxrss_mb()
+        rss_before = own_peak_rss_mb()
 
         t_load = time.perf_counter()
         fixed_image = Image.load_file(fixed_path, device=device)

@@ -22,7 +22,7 @@ COMMANDS: dict[str, str] = {
     "report": "report",
 }
 
-# commands that run torch on large volumes: they keep freed memory in the heap (medreg.allocator)
+# commands that run torch on large volumes: they keep freed memory in the heap (medreg.memory)
 HEAVY_COMMANDS = frozenset({"train", "bench", "register", "apply", "evaluate", "preprocess"})
 
 
@@ -49,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 0
     if args.command in HEAVY_COMMANDS:
-        from medreg.allocator import keep_freed_memory
+        from medreg.memory import keep_freed_memory
 
         keep_freed_memory()
     try:

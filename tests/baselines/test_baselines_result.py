@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -96,3 +97,18 @@ def test_worker_reports_errors_and_crashes(tmp_path):
         run_worker("json:loads", {"s": "{"}, threads=1, seed=0, workdir=tmp_path)
     with pytest.raises(MedregError, match="crashed: worker process exited with code"):
         run_worker("os:abort", {}, threads=1, seed=0, workdir=tmp_path)
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="needs /proc (Linux)")
+def test_worker_peak_memory_is_its_own_not_the_callers(tmp_path):
+    """A worker started by a large process reports its own peak (ru_maxrss would carry the caller's over)."""
+    import numpy as np
+
+    from medreg.baselines.base import own_peak_rss_mb
+
+    ballast = np.ones(96 << 20)  # 768 MB resident in the caller
+    assert own_peak_rss_mb() > 700
+    payload = run_worker("builtins:dict", {"answer": 1}, threads=1, seed=0, workdir=tmp_path)
+    assert payload["answer"] == 1 and "VmHWM" in payload["peak_rss_source"]
+    assert 10 < payload["peak_rss_mb"] < 400, payload["peak_rss_mb"]
+    del ballast

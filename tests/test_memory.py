@@ -1,4 +1,4 @@
-"""medreg.allocator: freed large tensors stay in the heap instead of being faulted in again."""
+"""medreg.memory: freed large tensors stay in the heap instead of being faulted in again."""
 
 import os
 import platform
@@ -9,7 +9,7 @@ import pytest
 
 SCRIPT = """
 import resource, torch
-from medreg.allocator import keep_freed_memory
+from medreg.memory import keep_freed_memory
 applied = keep_freed_memory()
 before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 for _ in range(30):
