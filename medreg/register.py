@@ -495,7 +495,7 @@ def register_pair(model: torch.nn.Module, config: Any, fixed_path: Source | Sequ
                             "to the original grids and warping the moving image (not writing outputs)",
         "preprocessed_shape": list(geo.shape),
         "preprocessed_spacing": list(geo.spacing),
-        "peak_rss_source": "ru_maxrss of this process (lifetime peak, an upper bound)",
+        "peak_rss_source": "VmHWM of this process (lifetime peak, an upper bound)",
     }
     if dev.type == "cuda":
         extra["cuda_peak_mb"] = torch.cuda.max_memory_allocated(dev) / 2**20
