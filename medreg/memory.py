@@ -62,8 +62,13 @@ def own_peak_rss_mb() -> float:
                     return float(line.split()[1]) / 1024.0  # kB
     except OSError:
         pass
+    return ru_maxrss_mb()
+
+
+def ru_maxrss_mb() -> float:
+    """``ru_maxrss`` in MB (KiB on Linux, bytes on macOS): this process's peak, or more (see above)."""
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return rss / (1024.0 * 1024.0) if sys.platform == "darwin" else rss / 1024.0
 
 
-__all__ = ["keep_freed_memory", "own_peak_rss_mb"]
+__all__ = ["keep_freed_memory", "own_peak_rss_mb", "ru_maxrss_mb"]

@@ -70,6 +70,7 @@ from medreg.errors import ConfigError, InputError
 from medreg.io.geometry import index_to_normalized
 from medreg.io.landmarks import Landmarks, check_inside
 from medreg.io.nifti import Volume, check_input_file, load_volume
+from medreg.memory import own_peak_rss_mb
 from medreg.spatial.grid import voxel_to_normalized
 from medreg.spatial.transforms import Transform
 
@@ -120,13 +121,6 @@ def resolve_device(device: str | torch.device) -> torch.device:
     if device != "cpu" and not device.startswith("cuda"):
         raise InputError(None, f"expected device auto, cpu or cuda, found {device!r}")
     return torch.device(device)
-
-
-def peak_rss_mb() -> float:
-    """Peak resident memory of this process's own address space in MB (:func:`medreg.memory.own_peak_rss_mb`)."""
-    from medreg.memory import own_peak_rss_mb
-
-    return own_peak_rss_mb()
 
 
 def _sources(value: Source | Sequence[Source], channels: Sequence[str], role: str) -> list[Source]:
@@ -502,7 +496,7 @@ def register_pair(model: torch.nn.Module, config: Any, fixed_path: Source | Sequ
     warped_channels = {c: Volume(warped[i], fixed0.affine.copy()) for i, c in enumerate(channels)}
     return RegistrationResult(
         displacement_lps=u, fixed_affine=fixed0.affine, seconds=seconds, threads=torch.get_num_threads(),
-        peak_rss_mb=peak_rss_mb(), extra=extra,
+        peak_rss_mb=own_peak_rss_mb(), extra=extra,
         warped=warped_channels[channels[0]], warped_channels=warped_channels,
         fixed_header=_header(fixed_src[0]), moving_affine=moving0.affine.copy(),
         landmarks=lm, mapped_landmarks=mapped, landmark_format=fmt, point_map=world_phi,

@@ -22,7 +22,6 @@ from __future__ import annotations
 import importlib
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -36,8 +35,8 @@ import numpy as np
 
 from medreg.errors import InputError, MedregError
 from medreg.io.geometry import lps_to_voxel
-from medreg.memory import own_peak_rss_mb  # noqa: F401  (re-exported for the baselines)
 from medreg.io.nifti import volume_geometry
+from medreg.memory import own_peak_rss_mb, ru_maxrss_mb
 
 DISPLACEMENT_FILE = "displacement_lps.npy"
 
@@ -178,12 +177,6 @@ def _child_main(request_path: str) -> None:
     except BaseException as exc:  # report everything, including SystemExit from a library
         answer = {"status": "error", "message": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc()}
     answer_path.write_text(json.dumps(answer))
-
-
-def ru_maxrss_mb() -> float:
-    """Peak RSS of this process in MB (ru_maxrss is KiB on Linux, bytes on macOS)."""
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return rss / (1024.0 * 1024.0) if sys.platform == "darwin" else rss / 1024.0
 
 
 def thread_env(threads: int, seed: int) -> dict[str, str]:

@@ -37,7 +37,8 @@ def medreg_worker(model: str | None, fixed: list[str], moving: list[str], landma
     """Load the model, register the pair ``repeats`` times, write the outputs once; figures as JSON."""
     import torch
 
-    from medreg.register import peak_rss_mb, register_pair, resolve_device, write_outputs
+    from medreg.memory import own_peak_rss_mb
+    from medreg.register import register_pair, resolve_device, write_outputs
 
     torch.set_num_threads(int(threads))
     t0 = time.perf_counter()
@@ -65,7 +66,7 @@ def medreg_worker(model: str | None, fixed: list[str], moving: list[str], landma
                             data_preprocess=data_preprocess)
         runs.append({"seconds": res.seconds, "timings": res.extra["timings"]})
     assert res is not None
-    rss_register = peak_rss_mb()
+    rss_register = own_peak_rss_mb()
     t1 = time.perf_counter()
     write_outputs(res, Path(out_dir) / "outputs", info={"model": what})
     out = {

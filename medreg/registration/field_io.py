@@ -83,10 +83,6 @@ def optimize_field(phi: Transform, moving: torch.Tensor, fixed: torch.Tensor, *,
     opt = torch.optim.Adam([residual], lr=float(lr))
     losses: list[float] = []
 
-    def field() -> torch.Tensor:
-        r = residual if coarsen == 1 else F.interpolate(residual, size=shape, mode=mode, align_corners=False)
-        return u_net + r * to_norm
-
     def upsampled(size: tuple[int, ...]) -> torch.Tensor:
         return residual if size == tuple(residual.shape[2:]) else F.interpolate(residual, size=size, mode=mode,
                                                                                align_corners=False)
@@ -95,14 +91,14 @@ def optimize_field(phi: Transform, moving: torch.Tensor, fixed: torch.Tensor, *,
         opt.zero_grad(set_to_none=True)
         r = upsampled(shape) * to_norm
         warped = sample(moving, at_net + r)
-        reg = reg_fn(u_net + r if reg_shape == shape else u_reg + upsampled(reg_shape) * to_norm)
+        reg = reg_fn(u_reg + (r if reg_shape == shape else upsampled(reg_shape) * to_norm))
         loss = sim_fn(warped, fixed, **kwargs) + lam * reg
         loss.backward()
         opt.step()
         losses.append(float(loss.detach()))
     with torch.no_grad():
         if shape == full_shape:
-            return DisplacementField(field()), losses
+            return DisplacementField(u_net + upsampled(shape) * to_norm), losses
         r = F.interpolate(residual * to_norm, size=full_shape, mode=mode, align_corners=False)
         return DisplacementField(u_full + r), losses
 
