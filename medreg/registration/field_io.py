@@ -31,6 +31,35 @@ def _coarse_shape(shape: Sequence[int], coarsen: int) -> tuple[int, ...]:
     return tuple(max(2, -(-int(n) // coarsen)) for n in shape)
 
 
+class _Upsample:
+    """Linear upsampling ``(B, C, *small)`` -> ``(B, C, *size)`` as one small matrix product per axis.
+
+    The same values as ``F.interpolate(mode="(bi|tri)linear", align_corners=False)`` (to
+    float rounding), and its backward is again matrix products: on a CPU about 4x faster,
+    forward and backward, than ``interpolate``, whose backward is the larger part of a fine
+    instance-optimisation step.
+    """
+
+    def __init__(self, small: Sequence[int], size: Sequence[int], device: torch.device, dtype: torch.dtype):
+        self.size = tuple(int(n) for n in size)
+        self.mats = []
+        for n_in, n_out in zip(small, size):
+            eye = torch.eye(int(n_in), device=device, dtype=dtype).unsqueeze(0)
+            self.mats.append(F.interpolate(eye, size=int(n_out), mode="linear", align_corners=False)[0])  # (in, out)
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        ndim = len(self.mats)
+        for axis in reversed(range(ndim)):
+            a = self.mats[axis]
+            if axis == ndim - 1:
+                x = torch.matmul(x, a)
+            else:  # (..., n_in, *rest) -> (..., n_out, *rest)
+                rest = x.shape[axis + 3:]
+                x = torch.matmul(a.t(), x.flatten(axis + 3)).unflatten(-1, rest) if len(rest) > 1 else \
+                    torch.matmul(a.t(), x)
+        return x
+
+
 def optimize_field(phi: Transform, moving: torch.Tensor, fixed: torch.Tensor, *, steps: int, lr: float = 0.5,
                    lam: float = 1.0, similarity: str | Callable = "lncc", regularizer: str | Callable = "diffusion",
                    similarity_kwargs: dict | None = None, coarsen: int = 2,
@@ -83,9 +112,15 @@ def optimize_field(phi: Transform, moving: torch.Tensor, fixed: torch.Tensor, *,
     opt = torch.optim.Adam([residual], lr=float(lr))
     losses: list[float] = []
 
+    upsamplers: dict[tuple[int, ...], _Upsample] = {}
+
     def upsampled(size: tuple[int, ...]) -> torch.Tensor:
-        return residual if size == tuple(residual.shape[2:]) else F.interpolate(residual, size=size, mode=mode,
-                                                                               align_corners=False)
+        small = tuple(residual.shape[2:])
+        if size == small:
+            return residual
+        if size not in upsamplers:
+            upsamplers[size] = _Upsample(small, size, dev, dtype)
+        return upsamplers[size](residual)
 
     for _ in range(int(steps)):
         opt.zero_grad(set_to_none=True)
