@@ -102,16 +102,24 @@ def test_box_filter_handles_axes_shorter_than_the_window():
     assert torch.allclose(y, torch.full_like(x, float(x.mean())))
 
 
-def test_fixed_lncc_equals_lncc_and_its_gradient():
+@pytest.mark.parametrize("shape, window", [((1, 2, 10, 12, 8), 5), ((1, 1, 10, 12, 8), 3), ((1, 1, 13, 9), 3),
+                                           ((2, 1, 6, 7, 5), 3)])
+def test_fixed_lncc_equals_lncc_and_its_gradient(shape, window):
+    """FixedLNCC's hand-written backward against autograd through lncc_loss, flat regions included."""
     from medreg.losses.similarity import FixedLNCC
 
     torch.manual_seed(1)
-    b = torch.rand(1, 2, 10, 12, 8)
-    a1 = torch.rand(1, 2, 10, 12, 8, requires_grad=True)
-    a2 = a1.detach().clone().requires_grad_(True)
-    ref = lncc_loss(a1, b, window=5)
-    got = FixedLNCC(b, window=5)(a2)
-    ref.backward()
-    got.backward()
+    b = torch.rand(shape)
+    a = torch.rand(shape)
+    a[..., :3] = 0.5  # a flat patch: var_a is 0 there (clamped), as in the air around a body
+    b[..., -2:] = 0.25
+    a1 = a.clone().requires_grad_(True)
+    a2 = a.clone().requires_grad_(True)
+    weight = 3.0  # the incoming gradient is not 1
+    ref = lncc_loss(a1, b, window=window)
+    got = FixedLNCC(b, window=window)(a2)
+    (weight * ref).backward()
+    (weight * got).backward()
     assert torch.allclose(got, ref, atol=1e-6)
-    assert torch.allclose(a2.grad, a1.grad, atol=1e-6)
+    assert float(a1.grad.abs().max()) > 1e-3
+    assert torch.allclose(a2.grad, a1.grad, atol=1e-6, rtol=1e-4)
