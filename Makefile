@@ -41,11 +41,12 @@ demo: setup
 	@echo "or a short CPU run:  $(VENV)/bin/medreg train --dataset demo-brain --data $(DEMO)/preprocessed --out $(DEMO)/run --max-steps 200"
 
 # The same on demo-lung (a real chest CT with synthetic breathing motion; 4 test pairs); the last
-# 15 of the 45 instance-optimisation steps run at 2 mm (--io-upsample 2), finer than the model's grid.
+# 8 of the 33 instance-optimisation steps run on the preprocessed CT's own grid (--io-upsample data),
+# finer than the model's 4 mm grid.
 demo-lung: setup
 	$(VENV)/bin/medreg preprocess --dataset demo-lung --out $(DEMO)-lung/preprocessed --workers $(THREADS)
 	$(VENV)/bin/medreg evaluate --dataset demo-lung --data $(DEMO)-lung/preprocessed --model $(LUNG_MODEL) \
-	    --io-steps 45 --io-upsample 2 --baseline ants:syn-quick --baseline elastix --baseline none \
+	    --io-steps 33 --io-upsample data --baseline ants:syn-quick --baseline elastix --baseline none \
 	    --threads $(THREADS) --out $(DEMO)-lung/evaluation
 	@echo
 	@echo "report: $(DEMO)-lung/evaluation/report.html"

@@ -62,7 +62,7 @@ class EvaluationOptions:
     baselines: list[str] = field(default_factory=list)
     io_steps: int = 0
     io_mode: str = "field"
-    io_upsample: int = 1
+    io_upsample: int | str = 1
     split: str = "test"
     threads: int = 1
     shard: Shard = field(default_factory=Shard)
@@ -254,7 +254,7 @@ def evaluate(opts: EvaluationOptions) -> EvaluationResult:
         "split_pairs": len(split_pairs), "shard": str(opts.shard), "pairs": [e.id for e in pairs],
         "threads": int(opts.threads), "channel": channel, "channels": channels, "seed": int(opts.seed),
         "model": None if opts.model is None else str(opts.model), "io_steps": int(opts.io_steps), "io_mode": opts.io_mode,
-        "io_upsample": int(opts.io_upsample),
+        "io_upsample": opts.io_upsample,
         "methods": [m.describe() for m in methods], "reference": _reference(methods),
         "machine": machine_info([m.device for m in methods]), "command": opts.command, "started": _now(),
         "submission": bool(opts.submission),

@@ -358,3 +358,22 @@ def test_warp_volume_pulls_the_moving_image_through_phi_on_another_grid():
     expected[inside] = labels[tuple(idx[inside].T)]
     assert warped.dtype == np.int16 and (expected == 7).sum() > 50
     np.testing.assert_array_equal(warped.reshape(-1), expected)
+
+
+def test_medreg_method_names_and_the_io_upsample_option(tiny_run):
+    import argparse
+
+    from medreg.cli import evaluate as cli_evaluate
+    from medreg.errors import ConfigError
+
+    assert MedregMethod(tiny_run, io_steps=30, io_upsample="data").name == "medreg+io30-data"
+    assert MedregMethod(tiny_run, io_steps=30, io_upsample=2).name == "medreg+io30x2"
+    assert MedregMethod(tiny_run, io_steps=30).name == "medreg+io30"
+    with pytest.raises(ConfigError, match="io-upsample"):
+        MedregMethod(tiny_run, io_steps=3, io_upsample="data", io_mode="network")
+    parser = argparse.ArgumentParser()
+    cli_evaluate.add_parser(parser.add_subparsers())
+    args = parser.parse_args(["evaluate", "--dataset", "brats", "--data", "d", "--out", "o", "--io-upsample", "data"])
+    assert args.io_upsample == "data"
+    with pytest.raises(SystemExit):
+        parser.parse_args(["evaluate", "--dataset", "brats", "--data", "d", "--out", "o", "--io-upsample", "fine"])

@@ -314,6 +314,37 @@ def test_io_upsample_runs_the_last_third_on_a_finer_grid(translated_pair):
             register_pair(model, cfg, *a, io_steps=3, io_upsample=bad, io_mode=mode)
 
 
+def test_io_upsample_data_runs_the_last_quarter_on_the_data_grid(translated_pair):
+    from medreg.register import register_pair
+    from medreg.registration.build import build_model
+
+    cfg = make_config(spacing=(3.0, 3.0, 3.0))  # the data (2 mm) are finer than the network grid
+    torch.manual_seed(0)
+    model = build_model(cfg.model, 1).eval()
+    a = (translated_pair["fixed"], translated_pair["moving"])
+    plain = register_pair(model, cfg, *a, io_steps=12)
+    on_data = register_pair(model, cfg, *a, io_steps=12, io_upsample="data")
+    losses = on_data.extra["io_losses"]
+    assert len(losses) == 12 and on_data.extra["io_upsample"] == "data"
+    # 7 steps at half the network resolution (plain: 8), 2 at the network's, the last 3 on the data grid
+    assert losses[:7] == pytest.approx(plain.extra["io_losses"][:7])
+    assert np.isfinite(losses).all()  # (its recovery of a shift is tested in tests/registration/test_field_io.py)
+    assert np.abs(on_data.displacement_lps - plain.displacement_lps).max() > 1e-3
+    for bad, mode in (("datum", "field"), ("data", "network"), ("1.5", "field")):
+        with pytest.raises(InputError, match="io-upsample"):
+            register_pair(model, cfg, *a, io_steps=3, io_upsample=bad, io_mode=mode)
+
+
+def test_parse_io_upsample():
+    from medreg.register import parse_io_upsample
+
+    assert parse_io_upsample("data") == "data" and parse_io_upsample("DATA") == "data"
+    assert parse_io_upsample("2") == 2 and parse_io_upsample(3) == 3 and parse_io_upsample(1) == 1
+    for bad in ("0", "-1", "1.5", "fine", None):
+        with pytest.raises(ValueError, match="io-upsample"):
+            parse_io_upsample(bad)
+
+
 def test_unknown_io_mode_is_a_clear_error(translated_pair):
     from medreg.register import register_pair
 

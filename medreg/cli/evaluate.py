@@ -25,6 +25,15 @@ def _default_threads() -> int:
         return os.cpu_count() or 1
 
 
+def _io_upsample(value: str):
+    from medreg.register import parse_io_upsample
+
+    try:
+        return parse_io_upsample(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def add_parser(subparsers) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
         "evaluate",
@@ -58,9 +67,11 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                         help="also evaluate medreg with N steps of instance optimisation per pair (default 0: network only)")
     parser.add_argument("--io-mode", choices=("field", "network"), default="field",
                         help="instance optimisation of the displacement (field, default) or of a copy of the model (network)")
-    parser.add_argument("--io-upsample", type=int, default=1, metavar="K",
+    parser.add_argument("--io-upsample", type=_io_upsample, default=1, metavar="K|data",
                         help="field IO: the last third of the steps on a grid K times finer than the network's "
-                             "(default 1: none; each such step costs about K^3 times more; named medreg+ioNxK)")
+                             "(default 1: none; each such step costs about K^3 times more; named medreg+ioNxK), or "
+                             "'data': the last quarter of the steps on the preprocessed data's own grid "
+                             "(named medreg+ioN-data)")
     parser.add_argument("--split", default="test", help="manifest split to evaluate, or 'all' (default: test)")
     parser.add_argument("--threads", type=int, default=None, metavar="T",
                         help="CPU threads for every method (default: all usable cores); recorded in the report")

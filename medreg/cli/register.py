@@ -5,6 +5,15 @@ from __future__ import annotations
 import argparse
 
 
+def _io_upsample(value: str):
+    from medreg.register import parse_io_upsample
+
+    try:
+        return parse_io_upsample(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def add_parser(subparsers) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
         "register",
@@ -33,9 +42,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                         help="field: refine the displacement itself (default, fast); network: fine-tune a copy of the model")
     parser.add_argument("--io-lr", type=float, default=None, metavar="LR",
                         help="instance-optimisation learning rate (default: 0.3/0.2 voxels for field, train.lr for network)")
-    parser.add_argument("--io-upsample", type=int, default=1, metavar="K",
+    parser.add_argument("--io-upsample", type=_io_upsample, default=1, metavar="K|data",
                         help="field IO: the last third of the steps on a grid K times finer than the network's "
-                             "(default 1: none; each such step costs about K^3 times more)")
+                             "(default 1: none; each such step costs about K^3 times more), or 'data': the last "
+                             "quarter of the steps on the preprocessed data's own grid")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     parser.add_argument("--threads", type=int, default=None, metavar="N", help="CPU threads for torch (default: torch's)")
     parser.add_argument("--overwrite", action="store_true", help="replace outputs in a non-empty DIR (or redo finished pairs)")

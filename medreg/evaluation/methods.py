@@ -91,22 +91,27 @@ class MedregMethod:
         run: a run folder, checkpoint folder or ``model.safetensors`` (see ``load_model``).
         io_steps: instance-optimisation steps per pair (0: the network alone).
         io_mode: ``field`` (refine the displacement; named ``medreg+ioN``, ``medreg+ioNxK`` with
-            ``io_upsample=K > 1``) or ``network``
+            ``io_upsample=K > 1``, ``medreg+ioN-data`` with ``io_upsample="data"``) or ``network``
             (fine-tune a copy of the model; named ``medreg+netioN``).
         device: torch device string (``cpu``, ``cuda``, ``cuda:1``; ``auto``: CUDA when present).
     """
 
     def __init__(self, run: str | Path, *, io_steps: int = 0, io_mode: str = "field", device: str = "cpu",
-                 share_model_of: "MedregMethod | None" = None, io_upsample: int = 1):
+                 share_model_of: "MedregMethod | None" = None, io_upsample: int | str = 1):
         if io_steps < 0:
             raise ConfigError(f"--io-steps: expected >= 0, found {io_steps}")
         if io_mode not in ("field", "network"):
             raise ConfigError(f"--io-mode: expected field or network, found {io_mode!r}")
-        if int(io_upsample) != io_upsample or io_upsample < 1 or (io_upsample > 1 and io_mode != "field"):
-            raise ConfigError(f"--io-upsample: expected an integer >= 1 (above 1 only with --io-mode field), "
-                              f"found {io_upsample} with --io-mode {io_mode}")
+        from medreg.register import parse_io_upsample
+
+        try:
+            io_upsample = parse_io_upsample(io_upsample)
+        except ValueError as exc:
+            raise ConfigError(f"--io-upsample: {exc}") from None
+        if io_upsample != 1 and io_mode != "field":
+            raise ConfigError(f"--io-upsample: {io_upsample} needs --io-mode field, found --io-mode {io_mode}")
         self.io_mode = io_mode
-        self.io_upsample = int(io_upsample) if io_steps else 1
+        self.io_upsample = io_upsample if io_steps else 1
         self.run = Path(run)
         self.io_steps = int(io_steps)
         if device == "auto":
@@ -116,7 +121,8 @@ class MedregMethod:
         self.device = str(device)
         self.name = ("medreg" if self.io_steps == 0 else
                      f"medreg+netio{self.io_steps}" if io_mode == "network" else
-                     f"medreg+io{self.io_steps}" + (f"x{self.io_upsample}" if self.io_upsample > 1 else ""))
+                     f"medreg+io{self.io_steps}" + ("" if self.io_upsample == 1 else
+                                                     "-data" if self.io_upsample == "data" else f"x{self.io_upsample}"))
         self._warm = False
         self._loaded: tuple[Any, Any] | None = None
         self._share = share_model_of
@@ -182,7 +188,7 @@ def build_methods(
     io_steps: int = 0,
     io_mode: str = "field",
     device: str = "cpu",
-    io_upsample: int = 1,
+    io_upsample: int | str = 1,
 ) -> list[EvalMethod]:
     """The methods of one evaluation, in report order: medreg (and medreg+ioN), then the baselines.
 

@@ -18,13 +18,14 @@ from __future__ import annotations
 
 from typing import Callable, Sequence
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
 from medreg.losses import REGULARIZERS, SIMILARITIES
 from medreg.losses.similarity import FixedLNCC
-from medreg.spatial.grid import identity_grid, sample, voxel_scale
-from medreg.spatial.transforms import DisplacementField, Transform
+from medreg.spatial.grid import grid_sample, identity_grid, sample, to_grid_sample, voxel_scale
+from medreg.spatial.transforms import DisplacementField, ResidualField, Transform
 
 
 def _coarse_shape(shape: Sequence[int], coarsen: int) -> tuple[int, ...]:
@@ -40,12 +41,24 @@ class _Upsample:
     instance-optimisation step.
     """
 
-    def __init__(self, small: Sequence[int], size: Sequence[int], device: torch.device, dtype: torch.dtype):
+    def __init__(self, small: Sequence[int], size: Sequence[int], device: torch.device, dtype: torch.dtype,
+                 positions: Sequence[torch.Tensor] | None = None):
         self.size = tuple(int(n) for n in size)
         self.mats = []
+        if positions is not None:  # the outputs at these normalized coordinates of the small grid's box, per axis
+            self.mats = [_interp_matrix(int(n_in), p).to(device=device, dtype=dtype) for n_in, p in zip(small, positions)]
+            return
         for n_in, n_out in zip(small, size):
             eye = torch.eye(int(n_in), device=device, dtype=dtype).unsqueeze(0)
             self.mats.append(F.interpolate(eye, size=int(n_out), mode="linear", align_corners=False)[0])  # (in, out)
+
+    def channels_last(self, x: torch.Tensor) -> torch.Tensor:
+        """``(*small, C)`` -> ``(*size, C)``: the same interpolation, channels last."""
+        ndim = len(self.mats)
+        for axis in reversed(range(ndim)):
+            rest = x.shape[axis + 1:]
+            x = torch.matmul(self.mats[axis].t(), x.flatten(axis + 1)).unflatten(-1, rest)
+        return x
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         ndim = len(self.mats)
@@ -58,6 +71,100 @@ class _Upsample:
                 x = torch.matmul(a.t(), x.flatten(axis + 3)).unflatten(-1, rest) if len(rest) > 1 else \
                     torch.matmul(a.t(), x)
         return x
+
+
+def _interp_matrix(n_in: int, positions: torch.Tensor) -> torch.Tensor:
+    """``(n_in, len(positions))``: linear interpolation of ``n_in`` voxel-centred values at normalized positions.
+
+    Border values beyond the outer voxel centres, as ``grid_sample(padding_mode="border",
+    align_corners=False)`` and ``interpolate(align_corners=False)`` do.
+    """
+    pos = positions.detach().to(torch.float64).cpu()
+    s = ((pos + 1) * n_in / 2 - 0.5).clamp(0, n_in - 1)
+    k0 = s.floor().long().clamp(max=max(n_in - 2, 0))
+    w = s - k0
+    m = torch.zeros(n_in, len(pos), dtype=torch.float64)
+    cols = torch.arange(len(pos))
+    m[k0, cols] += 1 - w
+    m[(k0 + 1).clamp(max=n_in - 1), cols] += w
+    return m
+
+
+def optimize_on_data(phi: Transform, moving: torch.Tensor, fixed: torch.Tensor, moving_to_net: np.ndarray,
+                     fixed_to_net: np.ndarray, net_shape: Sequence[int], *, steps: int, lr: float = 0.4,
+                     lam: float = 0.1, similarity: str | Callable = "lncc", regularizer: str | Callable = "diffusion",
+                     similarity_kwargs: dict | None = None, coarsen: int = 2) -> tuple[Transform, list[float]]:
+    """Refine ``phi`` against the images on their own (preprocessed-data) grids; return ``phi + r``.
+
+    ``phi`` lives in the network grid's normalized coordinates (``net_shape``); ``fixed``
+    and ``moving`` ``(1, C, *S)`` are the preprocessed data, and ``fixed_to_net`` /
+    ``moving_to_net`` (4x4) map their normalized coordinates into the network grid's. Every
+    step warps the moving data at the fixed data's voxels, so no detail is lost to a
+    resampling, and costs one warp and one loss on the data grid. The residual ``r`` sits
+    on the network grid coarsened ``coarsen`` times (its unit: a fixed-data voxel along
+    each axis) and the regularizer is taken there, on the total field (``phi`` sampled at
+    the control points plus ``r``), weighted ``lam``. The result is a
+    :class:`~medreg.spatial.transforms.ResidualField`: ``r`` is not resampled.
+    """
+    if steps < 0:
+        raise ValueError(f"expected steps >= 0, found {steps}")
+    if steps == 0:
+        return phi, []
+    dev, dtype = fixed.device, torch.float32
+    fixed, moving = fixed.float(), moving.float()
+    dshape = tuple(int(n) for n in fixed.shape[2:])
+    ndim = len(dshape)
+    to_net = torch.as_tensor(fixed_to_net, dtype=torch.float64)
+    from_net = torch.as_tensor(np.linalg.inv(moving_to_net), dtype=torch.float64)  # network -> moving-data normalized
+    linear = to_net[:ndim, :ndim]
+    separable = bool(torch.allclose(linear, torch.diag(torch.diagonal(linear)), atol=1e-9))
+    axes = [(2 * torch.arange(n, dtype=torch.float64) + 1) / n - 1 for n in dshape]  # fixed-data voxel centres
+    cshape = _coarse_shape(net_shape, coarsen)
+    positions = [linear[a, a] * axes[a] + to_net[a, ndim] for a in range(ndim)] if separable else None
+    with torch.no_grad():
+        b = from_net[:ndim, :ndim].to(dev, dtype)
+        if separable:
+            points = torch.stack(torch.meshgrid(*positions, indexing="ij"))[None].to(dev, dtype)
+        else:
+            grid = identity_grid(dshape, dev, torch.float64)
+            points = (torch.einsum("ij,bj...->bi...", linear.to(dev), grid)
+                      + to_net[:ndim, ndim].to(dev).view(1, ndim, *[1] * ndim)).to(dtype)
+        at = phi(points)[0].movedim(0, -1)
+        # where phi sends each fixed-data voxel, in the moving data's normalized coordinates, channels last
+        at = torch.matmul(at, b.t()) + from_net[:ndim, ndim].to(dev, dtype)
+        at = at.flip(-1)[None].contiguous()  # grid_sample's layout once, so no step pays the reordering
+        u_reg = (phi.on_grid(cshape, dev, dtype) - identity_grid(cshape, dev, dtype)).float()
+    # one fixed-data voxel along each data axis, in network normalized units (per network axis)
+    voxel = torch.as_tensor([2.0 / n for n in dshape], dtype=torch.float64)
+    unit = (linear.abs() @ voxel if not separable else torch.diagonal(linear).abs() * voxel).to(dev, dtype)
+    unit = unit.view(1, ndim, *[1] * ndim)
+    upsample = _Upsample(cshape, dshape, dev, dtype, positions=positions) if separable else None
+    sim_fn = SIMILARITIES[similarity] if isinstance(similarity, str) else similarity
+    reg_fn = REGULARIZERS[regularizer] if isinstance(regularizer, str) else regularizer
+    kwargs = dict(similarity_kwargs or {})
+    if similarity == "lncc":
+        lncc = FixedLNCC(fixed, **kwargs)
+        kwargs = {}
+
+        def sim_fn(warped: torch.Tensor, fixed: torch.Tensor) -> torch.Tensor:  # noqa: F811 - the fixed stats once
+            return lncc(warped)
+    residual = torch.zeros((1, ndim, *cshape), device=dev, dtype=dtype, requires_grad=True)
+    opt = torch.optim.Adam([residual], lr=float(lr))
+    losses: list[float] = []
+    for _ in range(int(steps)):
+        opt.zero_grad(set_to_none=True)
+        r_net = residual * unit
+        r_moving = torch.einsum("ij,bj...->bi...", b, r_net)  # linear maps commute with the interpolation
+        if upsample is not None:  # channels last, in grid_sample's order: the upsampled field needs no reordering
+            dense = upsample.channels_last(to_grid_sample(r_moving)[0])[None]
+        else:
+            dense = to_grid_sample(sample(r_moving, points))
+        warped = grid_sample(moving, at + dense)
+        loss = sim_fn(warped, fixed, **kwargs) + lam * reg_fn(u_reg + r_net)
+        loss.backward()
+        opt.step()
+        losses.append(float(loss.detach()))
+    return ResidualField(phi, (residual * unit).detach()), losses
 
 
 def optimize_field(phi: Transform, moving: torch.Tensor, fixed: torch.Tensor, *, steps: int, lr: float = 0.5,
@@ -138,4 +245,4 @@ def optimize_field(phi: Transform, moving: torch.Tensor, fixed: torch.Tensor, *,
         return DisplacementField(u_full + r), losses
 
 
-__all__ = ["optimize_field"]
+__all__ = ["optimize_field", "optimize_on_data"]

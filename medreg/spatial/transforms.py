@@ -62,6 +62,24 @@ class DisplacementField(Transform):
         return f"DisplacementField(shape={tuple(self.u.shape)})"
 
 
+class ResidualField(Transform):
+    """``phi(x) = base(x) + r(x)``: a map plus a displacement ``r (B, D, *S)`` on a grid of the same box.
+
+    ``r`` is interpolated linearly (border value outside), like :class:`DisplacementField`'s
+    ``u``; it may be coarser than anything ``base`` holds (the control points of instance
+    optimisation), so nothing is resampled until the map is used.
+    """
+
+    def __init__(self, base: Transform, residual: torch.Tensor):
+        self.base, self.r = base, residual
+
+    def __call__(self, coords: torch.Tensor) -> torch.Tensor:
+        return self.base(coords) + sample(self.r, coords, mode="linear", padding_mode="border")
+
+    def __repr__(self) -> str:
+        return f"ResidualField({self.base!r}, shape={tuple(self.r.shape)})"
+
+
 class Affine(Transform):
     """``phi(x) = A x + t`` with ``matrix (B, D, D+1)`` acting on normalized coordinates."""
 

@@ -296,6 +296,17 @@ class PreparedPair:
     fixed_data_affine: np.ndarray | None = None  # voxel -> RAS of fixed_data / moving_data
     moving_data_affine: np.ndarray | None = None
 
+    def data_to_network(self) -> tuple[np.ndarray, np.ndarray]:
+        """4x4 maps from the moving and the fixed data's normalized coordinates to the network grid's."""
+        from medreg.io.geometry import index_to_normalized
+
+        if self.fixed_data is None or self.moving_data is None:
+            raise ValueError("this pair keeps no preprocessed data (made by prepare_pair?)")
+        to_net = index_to_normalized(self.geometry.shape) @ np.linalg.inv(self.geometry.affine)
+        return tuple(to_net @ affine @ np.linalg.inv(index_to_normalized(data.shape[2:]))  # type: ignore[return-value]
+                     for data, affine in ((self.moving_data, self.moving_data_affine),
+                                          (self.fixed_data, self.fixed_data_affine)))
+
     def finer(self, factor: int, device: torch.device | str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """``(moving, fixed)`` on the network grid's box with ``factor`` times as many voxels per axis.
 
