@@ -41,12 +41,12 @@ demo: setup
 	@echo "or a short CPU run:  $(VENV)/bin/medreg train --dataset demo-brain --data $(DEMO)/preprocessed --out $(DEMO)/run --max-steps 200"
 
 # The same on demo-lung (a real chest CT with synthetic breathing motion; 4 test pairs); the last
-# 8 of the 33 instance-optimisation steps run on the preprocessed CT's own grid (--io-upsample data),
+# 6 of the 36 instance-optimisation steps run on the preprocessed CT's own grid (--io-upsample data),
 # finer than the model's 4 mm grid.
 demo-lung: setup
 	$(VENV)/bin/medreg preprocess --dataset demo-lung --out $(DEMO)-lung/preprocessed --workers $(THREADS)
 	$(VENV)/bin/medreg evaluate --dataset demo-lung --data $(DEMO)-lung/preprocessed --model $(LUNG_MODEL) \
-	    --io-steps 33 --io-upsample data --baseline ants:syn-quick --baseline elastix --baseline none \
+	    --io-steps 36 --io-upsample data --baseline ants:syn-quick --baseline elastix --baseline none \
 	    --threads $(THREADS) --out $(DEMO)-lung/evaluation
 	@echo
 	@echo "report: $(DEMO)-lung/evaluation/report.html"

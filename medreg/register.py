@@ -35,7 +35,7 @@ training loss (``config.loss``), in one of two modes (``io_mode``):
   half the network resolution, the rest at the network resolution, each step one
   warp and one loss (about 0.05 / 0.15 s on 2 CPU cores for a 2 mm brain). With
   ``io_upsample=K`` the last third of the steps run on a ``K`` times finer grid; with
-  ``io_upsample="data"`` the last quarter runs on the preprocessed data's own grid.
+  ``io_upsample="data"`` the last sixth runs on the preprocessed data's own grid.
 - ``network``: a *deep copy* of the model is fine-tuned for ``io_steps`` Adam steps
   (forward and backward through every UNet: about 2.5 s a step on the same CPU).
 
@@ -221,14 +221,14 @@ def refine_field(phi: Transform, config: Any, moving: torch.Tensor, fixed: torch
     and 1 s a fine step, against 0.67 / 0.94 mm and 1.6 s a step with the network stage's
     window, ``lam`` and a regularizer on every fine voxel.
 
-    With ``on_data`` (the :class:`~medreg.training.data.PreparedPair`): a quarter of the steps
+    With ``on_data`` (the :class:`~medreg.training.data.PreparedPair`): a sixth of the steps
     on the preprocessed data's own grid, last (:func:`~medreg.registration.field_io.optimize_on_data`:
     control points every 2 network voxels, window 3, ``0.4 lam``, 0.45 voxels a step), after
-    a sixth at the network resolution and the rest at half of it. Chosen on the same 2
-    held-out lung pairs with 33 steps (20 + 5 + 8): median / mean TRE 0.55 / 0.71 mm, against
-    0.62 / 0.74 mm for 45 steps with K = 2 and 0.58 / 0.79 mm for 20 steps at half resolution
-    then 10 on the data with ``lam / 5``; a data step costs about a third of a second on 2
-    CPU cores for the 256 x 208 x 128 lung CT.
+    a quarter at the network resolution and the rest at half of it. Chosen on the same 2
+    held-out lung pairs: 20 + 10 + 6 steps gave median / mean TRE 0.555 / 0.74 mm in 4.3 s a
+    pair, 20 + 5 + 8 steps 0.547 / 0.71 mm in 4.8 s, 20 + 10 + 4 steps 0.62 / 0.84 mm, and
+    45 steps with K = 2 0.62 / 0.74 mm in 8.7 s; a data step costs about a third of a second
+    on 2 CPU cores for the 256 x 208 x 128 lung CT.
     """
     from medreg.registration.field_io import optimize_field, optimize_on_data
 
@@ -237,7 +237,7 @@ def refine_field(phi: Transform, config: Any, moving: torch.Tensor, fixed: torch
                   similarity_kwargs={"window": int(loss.window)} if loss.similarity == "lncc" else {}, coarsen=2)
     steps = int(steps)
     if on_data is not None:
-        n_data, n_net = steps // 4, steps // 6
+        n_data, n_net = steps // 6, steps // 4
         n_half = steps - n_data - n_net
         phi, losses = optimize_field(phi, moving, fixed, steps=n_half, downsample=2,
                                      lr=float(lr) if lr is not None else 0.3, **common)
@@ -438,7 +438,7 @@ def register_pair(model: torch.nn.Module, config: Any, fixed_path: Source | Sequ
         io_upsample: with ``field``, ``K > 1`` runs the last third of the steps on a grid ``K`` times
             finer than the network's (the pair resampled from the preprocessed data), for detail
             the network grid cannot hold; each of those steps costs about ``K**3`` times more.
-            ``"data"``: the last quarter on the preprocessed data's own grid (see :func:`refine_field`).
+            ``"data"``: the last sixth on the preprocessed data's own grid (see :func:`refine_field`).
         data_preprocess: the preprocessing of the data the model was trained on
             (``medreg.io.checkpoint.load_data_preprocess``); the pair goes through it and then
             onto the network grid, exactly as the training pairs did (default: ``config.preprocess``).

@@ -314,7 +314,7 @@ def test_io_upsample_runs_the_last_third_on_a_finer_grid(translated_pair):
             register_pair(model, cfg, *a, io_steps=3, io_upsample=bad, io_mode=mode)
 
 
-def test_io_upsample_data_runs_the_last_quarter_on_the_data_grid(translated_pair):
+def test_io_upsample_data_runs_the_last_steps_on_the_data_grid(translated_pair):
     from medreg.register import register_pair
     from medreg.registration.build import build_model
 
@@ -326,7 +326,7 @@ def test_io_upsample_data_runs_the_last_quarter_on_the_data_grid(translated_pair
     on_data = register_pair(model, cfg, *a, io_steps=12, io_upsample="data")
     losses = on_data.extra["io_losses"]
     assert len(losses) == 12 and on_data.extra["io_upsample"] == "data"
-    # 7 steps at half the network resolution (plain: 8), 2 at the network's, the last 3 on the data grid
+    # 7 steps at half the network resolution (plain: 8), 3 at the network's, the last 2 on the data grid
     assert losses[:7] == pytest.approx(plain.extra["io_losses"][:7])
     assert np.isfinite(losses).all()  # (its recovery of a shift is tested in tests/registration/test_field_io.py)
     assert np.abs(on_data.displacement_lps - plain.displacement_lps).max() > 1e-3

@@ -70,7 +70,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--io-upsample", type=_io_upsample, default=1, metavar="K|data",
                         help="field IO: the last third of the steps on a grid K times finer than the network's "
                              "(default 1: none; each such step costs about K^3 times more; named medreg+ioNxK), or "
-                             "'data': the last quarter of the steps on the preprocessed data's own grid "
+                             "'data': the last sixth of the steps on the preprocessed data's own grid "
                              "(named medreg+ioN-data)")
     parser.add_argument("--split", default="test", help="manifest split to evaluate, or 'all' (default: test)")
     parser.add_argument("--threads", type=int, default=None, metavar="T",

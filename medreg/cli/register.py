@@ -45,7 +45,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--io-upsample", type=_io_upsample, default=1, metavar="K|data",
                         help="field IO: the last third of the steps on a grid K times finer than the network's "
                              "(default 1: none; each such step costs about K^3 times more), or 'data': the last "
-                             "quarter of the steps on the preprocessed data's own grid")
+                             "sixth of the steps on the preprocessed data's own grid")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     parser.add_argument("--threads", type=int, default=None, metavar="N", help="CPU threads for torch (default: torch's)")
     parser.add_argument("--overwrite", action="store_true", help="replace outputs in a non-empty DIR (or redo finished pairs)")
