@@ -15,6 +15,7 @@ import shlex
 import sys
 import textwrap
 
+from medreg.cli.register import io_upsample_arg
 from medreg.datasets.names import DATASETS as DATASET_CHOICES
 
 
@@ -23,15 +24,6 @@ def _default_threads() -> int:
         return len(os.sched_getaffinity(0))
     except (AttributeError, OSError):
         return os.cpu_count() or 1
-
-
-def _io_upsample(value: str):
-    from medreg.register import parse_io_upsample
-
-    try:
-        return parse_io_upsample(value)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -67,7 +59,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                         help="also evaluate medreg with N steps of instance optimisation per pair (default 0: network only)")
     parser.add_argument("--io-mode", choices=("field", "network"), default="field",
                         help="instance optimisation of the displacement (field, default) or of a copy of the model (network)")
-    parser.add_argument("--io-upsample", type=_io_upsample, default=1, metavar="K|data",
+    parser.add_argument("--io-upsample", type=io_upsample_arg, default=1, metavar="K|data",
                         help="field IO: the last third of the steps on a grid K times finer than the network's "
                              "(default 1: none; each such step costs about K^3 times more; named medreg+ioNxK), or "
                              "'data': the last sixth of the steps on the preprocessed data's own grid "

@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 
 
-def _io_upsample(value: str):
+def io_upsample_arg(value: str):
+    """argparse type of ``--io-upsample`` (register and evaluate): an integer K >= 1 or ``data``."""
     from medreg.register import parse_io_upsample
 
     try:
@@ -42,7 +43,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                         help="field: refine the displacement itself (default, fast); network: fine-tune a copy of the model")
     parser.add_argument("--io-lr", type=float, default=None, metavar="LR",
                         help="instance-optimisation learning rate (default: 0.3/0.2 voxels for field, train.lr for network)")
-    parser.add_argument("--io-upsample", type=_io_upsample, default=1, metavar="K|data",
+    parser.add_argument("--io-upsample", type=io_upsample_arg, default=1, metavar="K|data",
                         help="field IO: the last third of the steps on a grid K times finer than the network's "
                              "(default 1: none; each such step costs about K^3 times more), or 'data': the last "
                              "sixth of the steps on the preprocessed data's own grid")

@@ -73,6 +73,17 @@ class _Upsample:
         return x
 
 
+def _similarity_to(fixed: torch.Tensor, similarity: str | Callable,
+                   similarity_kwargs: dict | None) -> Callable[[torch.Tensor], torch.Tensor]:
+    """The loss against ``fixed`` as a function of the warped image alone; for LNCC the fixed
+    image's local statistics are computed once, not at every step."""
+    kwargs = dict(similarity_kwargs or {})
+    if similarity == "lncc":
+        return FixedLNCC(fixed, **kwargs)
+    fn = SIMILARITIES[similarity] if isinstance(similarity, str) else similarity
+    return lambda warped: fn(warped, fixed, **kwargs)
+
+
 def _interp_matrix(n_in: int, positions: torch.Tensor) -> torch.Tensor:
     """``(n_in, len(positions))``: linear interpolation of ``n_in`` voxel-centred values at normalized positions.
 
@@ -139,15 +150,8 @@ def optimize_on_data(phi: Transform, moving: torch.Tensor, fixed: torch.Tensor, 
     unit = (linear.abs() @ voxel if not separable else torch.diagonal(linear).abs() * voxel).to(dev, dtype)
     unit = unit.view(1, ndim, *[1] * ndim)
     upsample = _Upsample(cshape, dshape, dev, dtype, positions=positions) if separable else None
-    sim_fn = SIMILARITIES[similarity] if isinstance(similarity, str) else similarity
+    sim_fn = _similarity_to(fixed, similarity, similarity_kwargs)
     reg_fn = REGULARIZERS[regularizer] if isinstance(regularizer, str) else regularizer
-    kwargs = dict(similarity_kwargs or {})
-    if similarity == "lncc":
-        lncc = FixedLNCC(fixed, **kwargs)
-        kwargs = {}
-
-        def sim_fn(warped: torch.Tensor, fixed: torch.Tensor) -> torch.Tensor:  # noqa: F811 - the fixed stats once
-            return lncc(warped)
     residual = torch.zeros((1, ndim, *cshape), device=dev, dtype=dtype, requires_grad=True)
     opt = torch.optim.Adam([residual], lr=float(lr))
     losses: list[float] = []
@@ -160,7 +164,7 @@ def optimize_on_data(phi: Transform, moving: torch.Tensor, fixed: torch.Tensor, 
         else:
             dense = to_grid_sample(sample(r_moving, points))
         warped = grid_sample(moving, at + dense)
-        loss = sim_fn(warped, fixed, **kwargs) + lam * reg_fn(u_reg + r_net)
+        loss = sim_fn(warped) + lam * reg_fn(u_reg + r_net)
         loss.backward()
         opt.step()
         losses.append(float(loss.detach()))
@@ -184,9 +188,7 @@ def optimize_field(phi: Transform, moving: torch.Tensor, fixed: torch.Tensor, *,
         raise ValueError(f"expected steps >= 0, found {steps}")
     if coarsen < 1 or reg_coarsen < 1:
         raise ValueError(f"expected coarsen and reg_coarsen >= 1, found {coarsen} and {reg_coarsen}")
-    sim_fn = SIMILARITIES[similarity] if isinstance(similarity, str) else similarity
     reg_fn = REGULARIZERS[regularizer] if isinstance(regularizer, str) else regularizer
-    kwargs = dict(similarity_kwargs or {})
     full_shape = tuple(int(n) for n in fixed.shape[2:])
     dev, dtype = fixed.device, torch.float32
     with torch.no_grad():
@@ -207,12 +209,7 @@ def optimize_field(phi: Transform, moving: torch.Tensor, fixed: torch.Tensor, *,
         reg_shape = _coarse_shape(shape, reg_coarsen) if reg_coarsen > 1 else shape
         u_reg = u_net if reg_shape == shape else (phi.on_grid(reg_shape, dev, dtype)
                                                    - identity_grid(reg_shape, dev, dtype)).float()
-    if similarity == "lncc":  # the fixed image's local statistics once, not at every step
-        lncc = FixedLNCC(fixed, **kwargs)
-
-        def sim_fn(warped: torch.Tensor, fixed: torch.Tensor) -> torch.Tensor:
-            return lncc(warped)
-        kwargs = {}
+    sim_fn = _similarity_to(fixed, similarity, similarity_kwargs)
     to_norm = 1.0 / voxel_scale(shape, u_net)  # voxels -> normalized units
     residual = torch.zeros((1, len(shape), *_coarse_shape(shape, coarsen)), device=dev, dtype=dtype, requires_grad=True)
     mode = "trilinear" if len(shape) == 3 else "bilinear"
@@ -234,7 +231,7 @@ def optimize_field(phi: Transform, moving: torch.Tensor, fixed: torch.Tensor, *,
         r = upsampled(shape) * to_norm
         warped = sample(moving, at_net + r)
         reg = reg_fn(u_reg + (r if reg_shape == shape else upsampled(reg_shape) * to_norm))
-        loss = sim_fn(warped, fixed, **kwargs) + lam * reg
+        loss = sim_fn(warped) + lam * reg
         loss.backward()
         opt.step()
         losses.append(float(loss.detach()))
