@@ -12,6 +12,10 @@ less than a step of the network fine-tuning in :func:`medreg.register.instance_o
 (forward and backward through every UNet of the multistep model). The residual
 is in voxel units of the network grid, so ``lr`` is in voxels per step whatever
 the image size.
+
+:func:`optimize_on_data` does the same against the preprocessed images on their own
+grids (finer than the network's): the moving data are warped at the fixed data's
+voxels, and the residual stays on control points of the network grid.
 """
 
 from __future__ import annotations
