@@ -225,10 +225,10 @@ def refine_field(phi: Transform, config: Any, moving: torch.Tensor, fixed: torch
     on the preprocessed data's own grid, last (:func:`~medreg.registration.field_io.optimize_on_data`:
     control points every 2 network voxels, window 3, ``0.4 lam``, 0.45 voxels a step), after
     a quarter at the network resolution and the rest at half of it. Chosen on the same 2
-    held-out lung pairs: 20 + 10 + 6 steps gave median / mean TRE 0.555 / 0.74 mm in 4.3 s a
-    pair, 20 + 5 + 8 steps 0.547 / 0.71 mm in 4.8 s, 20 + 10 + 4 steps 0.62 / 0.84 mm, and
-    45 steps with K = 2 0.62 / 0.74 mm in 8.7 s; a data step costs about a third of a second
-    on 2 CPU cores for the 256 x 208 x 128 lung CT.
+    held-out lung pairs: 36 steps (21 + 9 + 6) gave median / mean TRE 0.534 / 0.73 mm in
+    5.3 s a pair, against 0.61 / 0.74 mm in 7.5 s for 45 steps with K = 2 (one run); in
+    trials, 20 + 5 + 8 steps gave 0.547 / 0.71 mm and 20 + 10 + 4 steps 0.62 / 0.84 mm. A
+    data step costs about a third of a second on 2 CPU cores for the 256 x 208 x 128 lung CT.
     """
     from medreg.registration.field_io import optimize_field, optimize_on_data
 
@@ -236,32 +236,24 @@ def refine_field(phi: Transform, config: Any, moving: torch.Tensor, fixed: torch
     common = dict(lam=float(loss.lam), similarity=loss.similarity, regularizer=loss.regularizer,
                   similarity_kwargs={"window": int(loss.window)} if loss.similarity == "lncc" else {}, coarsen=2)
     steps = int(steps)
+
+    def fine_options(lam: float, **options: Any) -> dict[str, Any]:  # the stage beyond the network grid
+        out = {**common, "lam": lam, **options}
+        if loss.similarity == "lncc":
+            out["similarity_kwargs"] = {"window": min(3, int(loss.window))}
+        return out
+
+    n_data = 0
     if on_data is not None:
         n_data, n_net = steps // 6, steps // 4
-        n_half = steps - n_data - n_net
-        phi, losses = optimize_field(phi, moving, fixed, steps=n_half, downsample=2,
-                                     lr=float(lr) if lr is not None else 0.3, **common)
-        phi, part = optimize_field(phi, moving, fixed, steps=n_net, downsample=1,
-                                   lr=float(lr) if lr is not None else 0.2, **common)
-        losses += part
-        fine = {**common, "lam": 0.4 * float(loss.lam)}
-        fine.pop("coarsen")
-        if loss.similarity == "lncc":
-            fine["similarity_kwargs"] = {"window": min(3, int(loss.window))}
-        moving_to_net, fixed_to_net = on_data.data_to_network()
-        phi, part = optimize_on_data(phi, on_data.moving_data.to(fixed.device), on_data.fixed_data.to(fixed.device),
-                                     moving_to_net, fixed_to_net, tuple(fixed.shape[2:]), steps=n_data,
-                                     lr=float(lr) if lr is not None else 0.45, coarsen=2, **fine)
-        return phi, losses + part
-    if finer is None:
+        stages = [(steps - n_data - n_net, 2, 0.3, moving, fixed, common), (n_net, 1, 0.2, moving, fixed, common)]
+    elif finer is None:
         coarse = (2 * steps) // 3
         stages = [(coarse, 2, 0.3, moving, fixed, common), (steps - coarse, 1, 0.2, moving, fixed, common)]
     else:
         third = steps // 3
         k = max(1, int(finer[1].shape[2]) // int(fixed.shape[2]))
-        fine = {**common, "coarsen": 2 * k, "reg_coarsen": 2 * k, "lam": float(loss.lam) / 5}
-        if loss.similarity == "lncc":
-            fine["similarity_kwargs"] = {"window": min(3, int(loss.window))}
+        fine = fine_options(float(loss.lam) / 5, coarsen=2 * k, reg_coarsen=2 * k)
         stages = [(third, 2, 0.3, moving, fixed, common), (third, 1, 0.2, moving, fixed, common),
                   (steps - 2 * third, 1, 0.3, finer[0], finer[1], fine)]
     losses: list[float] = []
@@ -270,6 +262,12 @@ def refine_field(phi: Transform, config: Any, moving: torch.Tensor, fixed: torch
             phi, part = optimize_field(phi, m, f, steps=n, downsample=down,
                                        lr=float(lr) if lr is not None else rate, **options)
             losses += part
+    if n_data > 0:
+        moving_to_net, fixed_to_net = on_data.data_to_network()
+        phi, part = optimize_on_data(phi, on_data.moving_data.to(fixed.device), on_data.fixed_data.to(fixed.device),
+                                     moving_to_net, fixed_to_net, tuple(fixed.shape[2:]), steps=n_data,
+                                     lr=float(lr) if lr is not None else 0.45, **fine_options(0.4 * float(loss.lam)))
+        losses += part
     return phi, losses
 
 

@@ -47,7 +47,6 @@ class _Upsample:
 
     def __init__(self, small: Sequence[int], size: Sequence[int], device: torch.device, dtype: torch.dtype,
                  positions: Sequence[torch.Tensor] | None = None):
-        self.size = tuple(int(n) for n in size)
         self.mats = []
         if positions is not None:  # the outputs at these normalized coordinates of the small grid's box, per axis
             self.mats = [_interp_matrix(int(n_in), p).to(device=device, dtype=dtype) for n_in, p in zip(small, positions)]
@@ -66,14 +65,10 @@ class _Upsample:
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         ndim = len(self.mats)
-        for axis in reversed(range(ndim)):
-            a = self.mats[axis]
-            if axis == ndim - 1:
-                x = torch.matmul(x, a)
-            else:  # (..., n_in, *rest) -> (..., n_out, *rest)
-                rest = x.shape[axis + 3:]
-                x = torch.matmul(a.t(), x.flatten(axis + 3)).unflatten(-1, rest) if len(rest) > 1 else \
-                    torch.matmul(a.t(), x)
+        x = torch.matmul(x, self.mats[-1])  # the last axis
+        for axis in reversed(range(ndim - 1)):  # (..., n_in, *rest) -> (..., n_out, *rest)
+            rest = x.shape[axis + 3:]
+            x = torch.matmul(self.mats[axis].t(), x.flatten(axis + 3)).unflatten(-1, rest)
         return x
 
 

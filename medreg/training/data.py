@@ -315,25 +315,20 @@ class PreparedPair:
         as the network images are zero in their padding. The box is the network grid's,
         so normalized coordinates (and any ``phi``) mean the same on both grids.
         """
-        from medreg.io.geometry import index_to_normalized
         from medreg.spatial.grid import identity_grid
         from medreg.spatial.transforms import Affine
 
-        if self.fixed_data is None or self.moving_data is None:
-            raise ValueError("this pair keeps no preprocessed data (made by prepare_pair?)")
         if int(factor) != factor or factor < 1:
             raise ValueError(f"expected an integer factor >= 1, found {factor}")
-        net_shape = tuple(int(n) for n in self.geometry.shape)
-        shape = tuple(n * int(factor) for n in net_shape)
+        to_network = self.data_to_network()  # checks that the data are kept
+        shape = tuple(int(n) * int(factor) for n in self.geometry.shape)
         dev = torch.device(device) if device is not None else self.fixed.device
         grid = identity_grid(shape, dev, torch.float32)
         out = []
-        for data, affine in ((self.moving_data, self.moving_data_affine), (self.fixed_data, self.fixed_data_affine)):
-            data = data.to(dev)
-            theta = (index_to_normalized(data.shape[2:]) @ np.linalg.inv(affine) @ self.geometry.affine
-                     @ np.linalg.inv(index_to_normalized(net_shape)))  # network normalized -> data normalized
+        for data, to_net in zip((self.moving_data, self.fixed_data), to_network):
+            theta = np.linalg.inv(to_net)  # network normalized -> data normalized
             to_data = Affine(torch.as_tensor(theta[:3], dtype=torch.float32, device=dev))
-            out.append(sample(data, to_data(grid), padding_mode="zeros"))
+            out.append(sample(data.to(dev), to_data(grid), padding_mode="zeros"))
         return out[0], out[1]
 
 
