@@ -17,7 +17,7 @@ def add_train(subparsers) -> None:
     )
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--config", metavar="FILE", help="training config YAML")
-    src.add_argument("--dataset", help="use the dataset's preset config (configs/<dataset>.yaml)")
+    src.add_argument("--dataset", help="use the dataset's preset config (medreg/configs/<dataset>.yaml)")
     p.add_argument("--set", metavar="KEY=VALUE", action="append", default=[], dest="overrides", help="config override")
     p.add_argument("--shape", metavar="N", type=int, nargs=3, default=None,
                    help="network input shape (default: a 160x192x160 mm brain at the config's spacing)")

@@ -16,7 +16,7 @@ What the seconds include:
   (see :mod:`medreg.baselines.ants`), not reading the images.
 
 The model is a checkpoint (``--model``) or, without one, the untrained model of
-``configs/demo-brain.yaml`` (the same architecture and cost; its field is the
+``medreg/configs/demo-brain.yaml`` (the same architecture and cost; its field is the
 identity, so its TRE is that of no registration).
 """
 
@@ -57,7 +57,7 @@ def medreg_worker(model: str | None, fixed: list[str], moving: list[str], landma
         config = load_config(preset_path("demo-brain"))
         net = build_model(config.model, len(config.channels)).to(dev).eval()
         data_preprocess = None
-        what = "untrained model of configs/demo-brain.yaml (timing only; its field is the identity)"
+        what = "untrained model of medreg/configs/demo-brain.yaml (timing only; its field is the identity)"
     load_seconds = time.perf_counter() - t0
     runs = []
     res = None
@@ -235,7 +235,7 @@ def add_register(subparsers) -> None:
         description=__doc__.split("\n\n")[0] + " Full SyN takes about 20 minutes per pair on 2 CPU cores.",
     )
     p.add_argument("--model", metavar="RUN_OR_CHECKPOINT", default=None,
-                   help="checkpoint to time (default: the untrained configs/demo-brain.yaml model)")
+                   help="checkpoint to time (default: the untrained medreg/configs/demo-brain.yaml model)")
     p.add_argument("--data", metavar="DIR", default=None, help="demo-brain folder (default: generated and cached)")
     p.add_argument("--case", default=None, help="case id (default: the first test case)")
     p.add_argument("--pairs", type=int, default=1, help="number of test pairs (default 1)")

@@ -22,7 +22,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                         help="dataset folder (optional for demo-*: generated and cached when omitted)")
     parser.add_argument("--out", metavar="OUT", required=True, help="output folder (empty, or an earlier output to resume)")
     parser.add_argument("--config", metavar="FILE", default=None,
-                        help="preprocessing YAML (default: the dataset's built-in config, see configs/preprocess/)")
+                        help="preprocessing YAML (default: the dataset's built-in config, see medreg/configs/preprocess/)")
     parser.add_argument("--workers", metavar="N", type=int, default=1, help="cases processed in parallel (default 1)")
     parser.add_argument("--overwrite", action="store_true", help="redo cases that are already finished (other data in OUT is never touched)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")

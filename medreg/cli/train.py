@@ -12,7 +12,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         "train",
         help="train a registration model on a preprocessed dataset",
         description=(
-            "Train the multistep UNet described by a config (default: configs/<dataset>.yaml) on the pairs of "
+            "Train the multistep UNet described by a config (default: medreg/configs/<dataset>.yaml) on the pairs of "
             "PREPROCESSED_DIR/manifest.json. Writes RUN/config.yaml, RUN/metrics.csv, RUN/tensorboard/ and "
             "safetensors checkpoints in RUN/checkpoints/{last,best}/. Several GPUs or nodes: "
             "torchrun --nproc_per_node N -m medreg train ..."

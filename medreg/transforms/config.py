@@ -5,7 +5,7 @@ as its ``preprocess`` section. Unknown keys and wrong types are errors (pydantic
 strict mode: ``"16"`` is not an int, ``"yes"`` is not a bool); YAML is read with
 ``yaml.safe_load`` and never evaluated.
 
-Example (``configs/preprocess/brats.yaml``)::
+Example (``medreg/configs/preprocess/brats.yaml``)::
 
     modalities: [t1ce]
     orientation: RAS
