@@ -28,12 +28,14 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from medreg.datasets.names import DATASETS
+from medreg.datasets.names import DATASETS  # noqa: F401 - re-exported
+from medreg.datasets.specs import dataset_names, get_spec, is_registered
 from medreg.errors import ConfigError
+from medreg.presets import config_dir
 from medreg.transforms.config import PreprocessConfig
 
 _STRICT = ConfigDict(extra="forbid", strict=True)
-CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+CONFIG_DIR = config_dir()  # the shipped presets, medreg/configs/ (package data)
 # keys that may change when a run is resumed (they do not change the result of a step)
 RESUMABLE_KEYS = ("train.steps", "train.val_every", "train.ckpt_every", "train.log_every", "train.workers",
                   "train.image_every", "data.val_pairs")
@@ -52,8 +54,8 @@ class DataConfig(BaseModel):
     @field_validator("dataset")
     @classmethod
     def _known(cls, value: str) -> str:
-        if value not in DATASETS:
-            raise ValueError(f"expected one of {list(DATASETS)}, found {value!r}")
+        if not is_registered(value):
+            raise ValueError(f"expected one of {list(dataset_names())}, found {value!r}")
         return value
 
 
@@ -336,13 +338,11 @@ def validate_config(data: Any, source: str = "<config>", origins: dict[tuple, st
 
 
 def preset_path(dataset: str) -> Path:
-    """``configs/<dataset>.yaml`` in the repository (the preset for a dataset name)."""
-    if dataset not in DATASETS:
-        raise ConfigError(f"unknown dataset {dataset!r}; expected one of {list(DATASETS)}")
-    path = CONFIG_DIR / f"{dataset}.yaml"
-    if not path.is_file():
-        raise ConfigError(f"{path}: no preset config for {dataset!r} found; pass --config FILE")
-    return path
+    """The training preset of a dataset name (``medreg/configs/<dataset>.yaml`` for the shipped ones).
+
+    ConfigError for an unknown name or a half-registered dataset (see :mod:`medreg.datasets.specs`).
+    """
+    return get_spec(dataset).train_preset_path()
 
 
 def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Config:

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from medreg.config import CONFIG_DIR, DATASETS, Config, changed_keys, load_config, preset_path
 from medreg.errors import ConfigError
 from medreg.registration.build import required_multiple
 
-PRESETS = ("demo-brain", "demo-lung", "brats", "dirlab", "learn2reg")
+PRESETS = DATASETS  # every registered dataset has a training preset (copd: the DIR-Lab one)
 
 
 @pytest.mark.parametrize("name", PRESETS)
@@ -116,7 +118,13 @@ def test_unknown_dataset_and_preset():
         load_config(preset_path("demo-brain"), ["data.dataset=mnist"])
     with pytest.raises(ConfigError, match="unknown dataset"):
         preset_path("mnist")
-    assert set(PRESETS) <= set(DATASETS)
+
+
+def test_presets_are_package_data():
+    import medreg
+
+    assert CONFIG_DIR == Path(medreg.__file__).parent / "configs"
+    assert preset_path("copd").parent == CONFIG_DIR and (CONFIG_DIR / "defaults.yaml").is_file()
 
 
 def test_config_round_trips_through_yaml_and_json(tmp_path):

@@ -40,6 +40,7 @@ from medreg.datasets.manifest import (
     PairEntry,
     write_manifest,
 )
+from medreg.datasets.specs import get_spec
 from medreg.errors import InputError, MedregError
 from medreg.io.atomic import write_text_atomic
 from medreg.transforms.config import PreprocessConfig
@@ -48,7 +49,10 @@ from medreg.transforms.defaults import DEFAULTS, default_config
 PIPELINE_VERSION = 1  # bump when the pipeline's output changes for the same config
 PAIRS_DIR = "pairs"
 _SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-_READERS_WITH_MODALITIES = ("brats", "demo-brain")
+
+
+def _reader_takes_modalities(dataset: str) -> bool:
+    return "modalities" in get_spec(dataset).reader_options()
 
 
 @dataclass
@@ -149,7 +153,7 @@ def _channels(pair: PairSpec, config: PreprocessConfig, dataset: str) -> tuple[l
     """Pick the configured channels; single-channel readers (CT) map their one image to the one modality."""
     fixed, moving = [], []
     for role, images, target in (("fixed", pair.fixed, fixed), ("moving", pair.moving, moving)):
-        if dataset not in _READERS_WITH_MODALITIES and len(images) == 1 and len(config.modalities) == 1:
+        if not _reader_takes_modalities(dataset) and len(images) == 1 and len(config.modalities) == 1:
             target.append(Path(next(iter(images.values()))))
             continue
         missing = [m for m in config.modalities if m not in images]
@@ -279,7 +283,7 @@ def _list_pairs(name: str, data_root: Path | None, config: PreprocessConfig) -> 
     from medreg.datasets.catalog import dataset_pairs
 
     opts: dict[str, Any] = {}
-    if name in _READERS_WITH_MODALITIES:
+    if _reader_takes_modalities(name):
         opts["modalities"] = tuple(config.modalities)
     pairs = dataset_pairs(name, data_root, **opts)
     ids = [p.id for p in pairs]

@@ -1,8 +1,8 @@
-"""Default preprocessing per dataset.
+"""Default preprocessing per dataset: its preprocessing preset, read from the package.
 
-Kept in code so an installed package works without the repository's
-``configs/preprocess/<dataset>.yaml`` files; a test checks that those YAML files
-say exactly the same thing.
+Each registered dataset (:mod:`medreg.datasets.specs`) names a YAML preset,
+``medreg/configs/preprocess/<dataset>.yaml`` for the shipped ones (package data,
+so an installed wheel has them). What they say today:
 
 - Brains (``brats``, ``demo-brain``): RAS, 1 mm, percentile scaling (0.5/99.5) to
   [0, 1], crop to the foreground with a 4-voxel margin, pad to a multiple of 16.
@@ -13,39 +13,33 @@ say exactly the same thing.
 
 from __future__ import annotations
 
-from medreg.errors import InputError
-from medreg.transforms.config import PreprocessConfig, config_from_dict
+from collections.abc import Iterator, Mapping
 
-_BRAIN = {
-    "orientation": "RAS",
-    "spacing": [1.0, 1.0, 1.0],
-    "intensity": {"kind": "mri_percentile", "lower": 0.5, "upper": 99.5},
-    "crop_foreground": True,
-    "crop_margin": 4,
-    "shape_multiple": 16,
-}
-_LUNG = {
-    "modalities": ["ct"],
-    "orientation": "RAS",
-    "spacing": None,
-    "intensity": {"kind": "ct_window", "hu_min": -1000.0, "hu_max": 200.0},
-    "crop_foreground": True,
-    "crop_margin": 4,
-    "shape_multiple": 16,
-}
-
-DEFAULTS: dict[str, dict] = {
-    "brats": {**_BRAIN, "modalities": ["t1ce"]},
-    "demo-brain": {**_BRAIN, "modalities": ["t1", "t2"]},
-    "dirlab": dict(_LUNG),
-    "copd": dict(_LUNG),
-    "demo-lung": dict(_LUNG),
-    "learn2reg": {**_LUNG, "crop_foreground": False},
-}
+from medreg.datasets.specs import dataset_names, get_spec, is_registered
+from medreg.transforms.config import PreprocessConfig, load_preprocess_config
 
 
 def default_config(dataset: str) -> PreprocessConfig:
-    """The default ``PreprocessConfig`` of a dataset name."""
-    if dataset not in DEFAULTS:
-        raise InputError(None, f"expected a dataset name in {sorted(DEFAULTS)}, found {dataset!r}")
-    return config_from_dict(DEFAULTS[dataset], f"<default config of {dataset}>")
+    """The preprocessing preset of a dataset name; ConfigError for an unknown or half-registered name."""
+    return load_preprocess_config(get_spec(dataset).preprocess_preset_path())
+
+
+class _Presets(Mapping):
+    """Dataset name -> its preprocessing preset as a new plain dict (read from its YAML file each time)."""
+
+    def __getitem__(self, dataset: str) -> dict:
+        if not is_registered(dataset):
+            raise KeyError(dataset)
+        return default_config(dataset).model_dump(mode="json")
+
+    def __contains__(self, dataset: object) -> bool:
+        return isinstance(dataset, str) and is_registered(dataset)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(dataset_names())
+
+    def __len__(self) -> int:
+        return len(dataset_names())
+
+
+DEFAULTS: Mapping[str, dict] = _Presets()

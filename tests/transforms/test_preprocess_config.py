@@ -6,11 +6,13 @@ from pathlib import Path
 
 import pytest
 
+from medreg.datasets.names import DATASETS
 from medreg.errors import ConfigError, InputError
+from medreg.presets import config_dir
 from medreg.transforms.config import CtWindow, MriPercentile, PreprocessConfig, load_preprocess_config
 from medreg.transforms.defaults import DEFAULTS, default_config
 
-CONFIGS = Path(__file__).resolve().parents[2] / "configs" / "preprocess"
+CONFIGS = config_dir() / "preprocess"
 
 GOOD = """\
 modalities: [t1ce, t1]
@@ -93,13 +95,23 @@ def test_config_hash_tracks_settings():
     assert a.config_hash() != b.config_hash()
 
 
-def test_shipped_yaml_presets_equal_the_built_in_defaults():
+def test_defaults_are_the_shipped_yaml_presets():
     files = {p.stem: p for p in CONFIGS.glob("*.yaml")}
-    assert set(files) == set(DEFAULTS) == {"brats", "dirlab", "copd", "learn2reg", "demo-brain", "demo-lung"}
+    assert set(files) == set(DEFAULTS) == set(DATASETS)
     for name, path in files.items():
         assert load_preprocess_config(path) == default_config(name), name
+        assert DEFAULTS[name] == default_config(name).model_dump(mode="json"), name
+    assert default_config("brats").modalities == ["t1ce"]
+    assert default_config("demo-brain").modalities == ["t1", "t2"]
     assert default_config("demo-brain").spacing == [1.0, 1.0, 1.0]
     assert default_config("demo-lung").spacing is None
     assert default_config("demo-lung").intensity.kind == "ct_window"
-    with pytest.raises(InputError, match="dataset name"):
+    assert default_config("copd") == default_config("dirlab")
+    assert default_config("learn2reg").crop_foreground is False
+    DEFAULTS["brats"]["modalities"].append("t2")  # each access is a new dict
+    assert DEFAULTS["brats"]["modalities"] == ["t1ce"]
+    assert "mnist" not in DEFAULTS
+    with pytest.raises(KeyError):
+        DEFAULTS["mnist"]
+    with pytest.raises(ConfigError, match="unknown dataset 'mnist'"):
         default_config("mnist")
