@@ -34,7 +34,7 @@ from medreg.errors import ConfigError, InputError, MedregError
 from medreg.io.atomic import write_text_atomic
 from medreg.io.checkpoint import existing_checkpoint_dir, load_trainer_state, save_checkpoint
 from medreg.registration.build import build_model, required_multiple
-from medreg.registration.objective import RegistrationObjective
+from medreg.registration.objective import RegistrationObjective, objective_from_config
 from medreg.training import distributed
 from medreg.training.data import (LoadPaird, hold_out, StepSampler, TrainPairs, check_manifest, collate_pairs, make_dataset,
                                   split_records)
@@ -75,10 +75,7 @@ def make_optimizer(config: Config, params) -> torch.optim.Optimizer:
 
 
 def make_objective(model: torch.nn.Module, config: Config) -> RegistrationObjective:
-    loss = config.loss
-    kwargs = {"window": loss.window} if loss.similarity == "lncc" else {}
-    return RegistrationObjective(model, loss.similarity, loss.regularizer, lam=loss.lam, gradicon=loss.gradicon,
-                                 similarity_kwargs=kwargs)
+    return objective_from_config(model, config.loss)
 
 
 def autocast_for(config: Config, device: torch.device):

@@ -22,7 +22,7 @@ from medreg.errors import InputError
 from medreg.evaluate import EvaluationOptions, evaluate, merge_evaluations, rebuild_report
 from medreg.evaluation.methods import BaselineMethod, MedregMethod
 from medreg.evaluation.shard import Shard, parse_shard
-from medreg.io.geometry import voxel_to_lps
+from medreg.geometry.frames import voxel_to_lps
 from medreg.io.landmarks import Landmarks, read_brats_csv, write_brats_csv
 from medreg.io.nifti import load_volume, save_volume, volume_geometry
 
@@ -341,7 +341,7 @@ def test_ants_affine_end_to_end(prep, tmp_path):
 def test_warp_volume_pulls_the_moving_image_through_phi_on_another_grid():
     """Moving on a flipped, anisotropic grid; phi = x + t (LPS mm) -> warped(x) = moving's value at x + t."""
     from medreg.evaluation.pair_metrics import warp_volume
-    from medreg.io.geometry import lps_to_voxel
+    from medreg.geometry.frames import lps_to_voxel
 
     fixed_aff = np.diag([1.0, 1.0, 1.0, 1.0])
     moving_aff = np.array([[-2.0, 0, 0, 30], [0, 1.0, 0, -5], [0, 0, 1.5, 2], [0, 0, 0, 1]])
@@ -364,13 +364,15 @@ def test_medreg_method_names_and_the_io_upsample_option(tiny_run):
     import argparse
 
     from medreg.cli import evaluate as cli_evaluate
-    from medreg.errors import ConfigError
+    from medreg.inference.io_config import io_from_flags
 
-    assert MedregMethod(tiny_run, io_steps=30, io_upsample="data").name == "medreg+io30-data"
-    assert MedregMethod(tiny_run, io_steps=30, io_upsample=2).name == "medreg+io30x2"
-    assert MedregMethod(tiny_run, io_steps=30).name == "medreg+io30"
-    with pytest.raises(ConfigError, match="io-upsample"):
-        MedregMethod(tiny_run, io_steps=3, io_upsample="data", io_mode="network")
+    assert MedregMethod(tiny_run, io=io_from_flags(30, upsample="data")).name == "medreg+io30-data"
+    assert MedregMethod(tiny_run, io=io_from_flags(30, upsample=2)).name == "medreg+io30x2"
+    assert MedregMethod(tiny_run, io=io_from_flags(30)).name == "medreg+io30"
+    assert MedregMethod(tiny_run, io=io_from_flags(4, "network")).name == "medreg+netio4"
+    assert MedregMethod(tiny_run).name == "medreg"
+    with pytest.raises(ValueError, match="io-upsample"):
+        io_from_flags(3, "network", upsample="data")
     parser = argparse.ArgumentParser()
     cli_evaluate.add_parser(parser.add_subparsers())
     args = parser.parse_args(["evaluate", "--dataset", "brats", "--data", "d", "--out", "o", "--io-upsample", "data"])

@@ -17,7 +17,8 @@ from medreg.config import load_config, preset_path
 from medreg.errors import ConfigError, InputError
 from medreg.io.checkpoint import load_model, load_trainer_state
 from medreg.train import train
-from medreg.training.data import LoadPaird, StepSampler, network_grid, resample_to_spacing
+from medreg.training.data import LoadPaird, StepSampler
+from medreg.transforms.network_grid import network_grid, resample_to_spacing
 from medreg.training.synthetic import write_synthetic_dataset
 
 TINY = ["model.unet_channels=[4, 8, 8]", "train.log_every=1", "data.val_pairs=2", "train.lr=3e-3"]
@@ -116,7 +117,7 @@ def test_augmentation_is_deterministic_given_the_seed():
 
 
 def _centroid_lps(image, affine):
-    from medreg.io.geometry import voxel_to_lps
+    from medreg.geometry.frames import voxel_to_lps
 
     arr = image[0].double().numpy()
     ijk = np.stack(np.meshgrid(*[np.arange(s) for s in arr.shape], indexing="ij"), -1).reshape(-1, 3)
@@ -152,7 +153,7 @@ def test_a_shape_the_model_cannot_take_says_what_to_change(data):
 
 
 def test_landmark_error_of_a_known_translation():
-    from medreg.io.geometry import voxel_to_lps
+    from medreg.geometry.frames import voxel_to_lps
     from medreg.spatial.transforms import DisplacementField
     from medreg.training.validation import landmark_errors, map_points
 
@@ -269,9 +270,9 @@ def test_out_of_memory_says_what_to_change(data, tmp_path, monkeypatch):
 
 
 def test_prepare_pair_puts_a_new_pair_on_the_network_grid_with_its_geometry():
-    from medreg.io.geometry import lps_to_voxel, voxel_to_lps
+    from medreg.geometry.frames import lps_to_voxel, voxel_to_lps
     from medreg.io.nifti import Volume
-    from medreg.training.data import prepare_pair
+    from medreg.inference.prepare import prepare_pair
 
     config = _config()  # network grid 2 mm; data preprocessed at 1 mm as in the demo
     data_pre = config.preprocess.model_copy(update={"spacing": [1.0, 1.0, 1.0]})

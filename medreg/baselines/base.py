@@ -34,7 +34,7 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 
 from medreg.errors import InputError, MedregError
-from medreg.io.geometry import lps_to_voxel
+from medreg.geometry import RAS_TO_LPS, Grid, WorldTransform
 from medreg.io.nifti import volume_geometry
 from medreg.memory import own_peak_rss_mb, ru_maxrss_mb
 
@@ -74,24 +74,22 @@ class BaselineResult:
         """Shape of the fixed grid."""
         return tuple(int(s) for s in self.displacement_lps.shape[:3])  # type: ignore[return-value]
 
+    @property
+    def grid(self) -> Grid:
+        """The fixed grid the displacement lies on."""
+        return Grid(self.fixed_affine, self.shape)
+
+    def world_transform(self) -> WorldTransform:
+        """``phi`` as a world transform (``u`` trilinear, its border value outside the grid, as ITK reads the file)."""
+        return WorldTransform.from_displacement(self.displacement_lps, self.grid)
+
     def sample_displacement(self, points_lps: np.ndarray) -> np.ndarray:
         """``u`` at continuous fixed-space positions (trilinear; constant beyond the border)."""
-        from scipy.ndimage import map_coordinates
-
-        idx = lps_to_voxel(self.fixed_affine, points_lps)
-        out = np.empty((idx.shape[0], 3), dtype=np.float64)
-        for c in range(3):
-            out[:, c] = map_coordinates(
-                self.displacement_lps[..., c], idx.T, order=1, mode="nearest", prefilter=False
-            )
-        return out
+        return self.world_transform().displacement_at(points_lps)
 
     def map_points(self, points_lps: np.ndarray) -> np.ndarray:
         """``phi(p) = p + u(p)`` for fixed-space points (N, 3) LPS mm -> moving-space points."""
-        pts = np.asarray(points_lps, dtype=np.float64)
-        if pts.ndim == 1:
-            pts = pts[None, :]
-        return pts + self.sample_displacement(pts)
+        return self.world_transform().map_points(points_lps)
 
     def jacobian_determinant(self) -> np.ndarray:
         """Determinant of ``dphi/dx`` in world mm at every fixed voxel."""
@@ -125,7 +123,7 @@ def itk_ras_affine(origin: Any, spacing: Any, direction: Any) -> np.ndarray:
     lps = np.eye(4)
     lps[:3, :3] = d @ np.diag(np.asarray(spacing, dtype=np.float64))
     lps[:3, 3] = np.asarray(origin, dtype=np.float64)
-    return np.diag([-1.0, -1.0, 1.0, 1.0]) @ lps
+    return RAS_TO_LPS @ lps
 
 
 def compare_affines(nibabel_affine: np.ndarray, itk_affine: np.ndarray, tol_mm: float = 1e-3) -> str | None:

@@ -33,7 +33,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from medreg.apply import apply_to_image, apply_to_points
+    from medreg.inference.apply import apply_to_image, apply_to_points
     from medreg.errors import InputError
 
     if args.image:

@@ -38,18 +38,18 @@ def medreg_worker(model: str | None, fixed: list[str], moving: list[str], landma
     import torch
 
     from medreg.memory import own_peak_rss_mb
-    from medreg.register import register_pair, resolve_device, write_outputs
+    from medreg.inference.outputs import write_outputs
+    from medreg.inference.register import register_pair, resolve_device
 
     torch.set_num_threads(int(threads))
     t0 = time.perf_counter()
     dev = resolve_device(device)
     if model:
-        from medreg.io.checkpoint import load_data_preprocess, load_model, resolve_checkpoint
+        from medreg.inference.bundle import load_bundle
 
-        path = resolve_checkpoint(model)
-        net, config = load_model(path, dev)
-        data_preprocess = load_data_preprocess(path)
-        what = f"checkpoint {path}"
+        bundle = load_bundle(model, dev)
+        net, config, data_preprocess = bundle.model, bundle.config, bundle.data_preprocess
+        what = f"checkpoint {bundle.path}"
     else:
         from medreg.config import load_config, preset_path
         from medreg.registration.build import build_model

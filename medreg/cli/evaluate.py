@@ -15,7 +15,7 @@ import shlex
 import sys
 import textwrap
 
-from medreg.cli.register import io_upsample_arg
+from medreg.cli.io_flags import add_io_arguments, io_from_args
 from medreg.datasets.names import DATASETS as DATASET_CHOICES
 
 
@@ -55,15 +55,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--baseline", metavar="SPEC", action="append", default=[],
                         help="baseline to compare (repeatable): none, ants (= ants:syn-quick), ants:affine, ants:syn-quick, "
                              "ants:syn, ants:syn-cc, elastix, fireants. The first one is the reference for time and TRE ratios")
-    parser.add_argument("--io-steps", type=int, default=0, metavar="N",
-                        help="also evaluate medreg with N steps of instance optimisation per pair (default 0: network only)")
-    parser.add_argument("--io-mode", choices=("field", "network"), default="field",
-                        help="instance optimisation of the displacement (field, default) or of a copy of the model (network)")
-    parser.add_argument("--io-upsample", type=io_upsample_arg, default=1, metavar="K|data",
-                        help="field IO: the last third of the steps on a grid K times finer than the network's "
-                             "(default 1: none; each such step costs about K^3 times more; named medreg+ioNxK), or "
-                             "'data': the last sixth of the steps on the preprocessed data's own grid "
-                             "(named medreg+ioN-data)")
+    add_io_arguments(parser, steps_help="also evaluate medreg with N steps of instance optimisation per pair "
+                                        "(default 0: network only); named medreg+ioN, medreg+ioNxK, medreg+ioN-data")
     parser.add_argument("--split", default="test", help="manifest split to evaluate, or 'all' (default: test)")
     parser.add_argument("--threads", type=int, default=None, metavar="T",
                         help="CPU threads for every method (default: all usable cores); recorded in the report")
@@ -102,6 +95,8 @@ def _command(args: argparse.Namespace) -> str:
             parts += ["--io-mode", args.io_mode]
         if args.io_upsample != 1:
             parts += ["--io-upsample", str(args.io_upsample)]
+        if args.io_lr is not None:
+            parts += ["--io-lr", str(args.io_lr)]
     parts += ["--split", args.split]
     if args.threads:
         parts += ["--threads", str(args.threads)]
@@ -148,8 +143,7 @@ def run(args: argparse.Namespace) -> int:
         return _fail("expected --model RUN and/or at least one --baseline SPEC, found neither")
     opts = EvaluationOptions(
         dataset=args.dataset, data=Path(args.data), out=Path(args.out),
-        model=None if args.model is None else Path(args.model), baselines=list(args.baseline), io_steps=args.io_steps,
-        io_mode=args.io_mode, io_upsample=args.io_upsample,
+        model=None if args.model is None else Path(args.model), baselines=list(args.baseline), io=io_from_args(args),
         split=args.split, threads=args.threads or _default_threads(), shard=parse_shard(args.shard),
         submission=args.submission, device=args.device, channel=args.channel, seed=args.seed,
         save_fields=not args.no_fields, progress=not args.no_progress, max_qc_pairs=args.max_qc_pairs,

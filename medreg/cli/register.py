@@ -4,15 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-
-def io_upsample_arg(value: str):
-    """argparse type of ``--io-upsample`` (register and evaluate): an integer K >= 1 or ``data``."""
-    from medreg.register import parse_io_upsample
-
-    try:
-        return parse_io_upsample(value)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
+from medreg.cli.io_flags import add_io_arguments, io_from_args
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -37,16 +29,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     src.add_argument("--manifest", metavar="MANIFEST", help="batch: OUT/manifest.json of `medreg preprocess`")
     src.add_argument("--split", default=None, help="with --manifest: only this split (e.g. test)")
     parser.add_argument("--out", required=True, metavar="DIR", help="output folder (new or empty unless --overwrite)")
-    parser.add_argument("--io-steps", type=int, default=0, metavar="N",
-                        help="instance optimisation: N Adam steps on this pair (default 0)")
-    parser.add_argument("--io-mode", choices=("field", "network"), default="field",
-                        help="field: refine the displacement itself (default, fast); network: fine-tune a copy of the model")
-    parser.add_argument("--io-lr", type=float, default=None, metavar="LR",
-                        help="instance-optimisation learning rate (default: 0.3/0.2 voxels for field, train.lr for network)")
-    parser.add_argument("--io-upsample", type=io_upsample_arg, default=1, metavar="K|data",
-                        help="field IO: the last third of the steps on a grid K times finer than the network's "
-                             "(default 1: none; each such step costs about K^3 times more), or 'data': the last "
-                             "sixth of the steps on the preprocessed data's own grid")
+    add_io_arguments(parser)
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     parser.add_argument("--threads", type=int, default=None, metavar="N", help="CPU threads for torch (default: torch's)")
     parser.add_argument("--overwrite", action="store_true", help="replace outputs in a non-empty DIR (or redo finished pairs)")
@@ -81,16 +64,16 @@ def run(args: argparse.Namespace) -> int:
     from medreg.io.nifti import check_input_file
 
     mode = _mode(args)
-    if args.io_steps < 0:
-        raise InputError(None, f"expected --io-steps >= 0, found {args.io_steps}")
+    io = io_from_args(args)
     if args.threads is not None:
         if args.threads < 1:
             raise InputError(None, f"expected --threads >= 1, found {args.threads}")
         torch.set_num_threads(args.threads)
 
-    from medreg.io.checkpoint import load_data_preprocess, load_model, resolve_checkpoint
-    from medreg.register import (check_out_dir, for_preprocessed_files, manifest_config, manifest_jobs, read_pairs_csv,
-                                 register_batch, register_pair, resolve_device, write_outputs)
+    from medreg.inference.batch import manifest_jobs, read_pairs_csv, register_batch
+    from medreg.inference.bundle import load_bundle, manifest_config
+    from medreg.inference.outputs import check_out_dir, write_outputs
+    from medreg.inference.register import register_pair, resolve_device
 
     device = resolve_device(args.device)
     if mode == "single":
@@ -99,14 +82,12 @@ def run(args: argparse.Namespace) -> int:
             check_input_file(p, "a NIfTI image")
         if args.landmarks:
             check_input_file(args.landmarks, "a landmark file")
-    model_file = resolve_checkpoint(args.model)
-    model, config = load_model(model_file, device)
-    data_preprocess = load_data_preprocess(model_file)
-    info = {"model": str(Path(model_file).resolve())}
+    bundle = load_bundle(args.model, device)
+    model, config, data_preprocess = bundle.model, bundle.config, bundle.data_preprocess
+    info = {"model": str(bundle.path.resolve())}
     if mode == "single":
         result = register_pair(model, config, [Path(p) for p in args.fixed], [Path(p) for p in args.moving],
-                               io_steps=args.io_steps, device=device, landmarks=args.landmarks, io_lr=args.io_lr,
-                               io_mode=args.io_mode, data_preprocess=data_preprocess, io_upsample=args.io_upsample)
+                               io=io, device=device, landmarks=args.landmarks, data_preprocess=data_preprocess)
         files = write_outputs(result, args.out, overwrite=args.overwrite, info={
             **info, "fixed": [str(Path(p).resolve()) for p in args.fixed],
             "moving": [str(Path(p).resolve()) for p in args.moving],
@@ -120,12 +101,10 @@ def run(args: argparse.Namespace) -> int:
     else:
         jobs = manifest_jobs(args.manifest, channels, args.split)
         # the manifest's files are normalised already: keep their intensities (same normalisation as the model's)
-        data_preprocess = for_preprocessed_files(data_preprocess or config.preprocess, manifest_config(args.manifest),
-                                                 Path(args.manifest))
+        data_preprocess = bundle.pipeline_for(manifest_config(args.manifest), Path(args.manifest))
     if not jobs:
         raise InputError(Path(args.pairs or args.manifest), "expected at least one pair, found none")
-    summary = register_batch(model, config, jobs, args.out, io_steps=args.io_steps, device=device, io_lr=args.io_lr,
-                             io_mode=args.io_mode, data_preprocess=data_preprocess, io_upsample=args.io_upsample,
+    summary = register_batch(model, config, jobs, args.out, io=io, device=device, data_preprocess=data_preprocess,
                              overwrite=args.overwrite, info=info, progress=not args.no_progress)
     print(summary.text())
     return 0 if summary.ok else 1

@@ -291,7 +291,7 @@ def case_files(root: Path, cid: str, days: int) -> dict[str, Path]:
 
 
 def _write_case(src: BrainSource, seed: int, index: int, root: str, split: str) -> dict:
-    from medreg.io.geometry import voxel_to_lps
+    from medreg.geometry.frames import voxel_to_lps
     from medreg.io.landmarks import Landmarks, write_brats_csv
     from medreg.io.nifti import save_volume
 

@@ -304,7 +304,7 @@ def case_files(root: Path, index: int) -> dict[str, Path]:
 
 def _write_case(src: LungSource, seed: int, index: int, root: str, split: str, n_landmarks: int) -> dict:
     from medreg.io.dirlab import RawGeometry, dirlab_affine, write_dirlab_img, write_geometry_file
-    from medreg.io.geometry import voxel_to_lps
+    from medreg.geometry.frames import voxel_to_lps
     from medreg.io.landmarks import Landmarks, write_dirlab_txt
 
     case = make_lung_case(src, seed, index, n_landmarks)

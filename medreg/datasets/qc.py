@@ -76,7 +76,7 @@ def brain_qc_figure(root: str | Path, case_ids: list[str], path: str | Path) -> 
     """Axial slices through the lesion of demo-brain cases (t1; radiological display)."""
     from medreg.datasets.brats import brats_pairs
     from medreg.datasets.base import load_pair_landmarks
-    from medreg.io.geometry import lps_to_voxel
+    from medreg.geometry.frames import lps_to_voxel
     from medreg.io.nifti import load_volume
 
     rows = []
@@ -99,7 +99,7 @@ def lung_qc_figure(root: str | Path, case_names: list[str], path: str | Path) ->
     from medreg.datasets.base import load_pair_landmarks
     from medreg.datasets.dirlab import dirlab_pairs
     from medreg.io.dirlab import read_dirlab_img
-    from medreg.io.geometry import lps_to_voxel
+    from medreg.geometry.frames import lps_to_voxel
 
     wanted = {n.lower() for n in case_names}
     rows = []

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from medreg.baselines.base import BaselineResult
+from medreg.geometry import Grid, warp_image
 from medreg.io.landmarks import Landmarks
 
 NAN = float("nan")
@@ -60,36 +61,16 @@ def load_pair_data(pair_id: str, fixed_landmarks: Path | None, moving_landmarks:
     return data
 
 
-def _lps_matrix(affine: np.ndarray) -> np.ndarray:
-    """4x4 voxel -> LPS mm matrix of a voxel -> RAS affine."""
-    return np.diag([-1.0, -1.0, 1.0, 1.0]) @ np.asarray(affine, dtype=np.float64)
-
-
 def warp_volume(moving: np.ndarray, moving_affine: np.ndarray, result: BaselineResult, *,
-                order: int = 1, cval: float = 0.0, slab: int = 16) -> np.ndarray:
+                order: int = 1) -> np.ndarray:
     """``moving(phi(x))`` for every voxel ``x`` of the fixed grid (``order`` 0 = nearest, 1 = linear).
 
-    The moving voxel of fixed voxel ``v`` is ``A v + b + B u(v)`` with ``A, b`` taking fixed voxels to
-    moving voxels and ``B`` LPS mm to moving voxels; computed slab by slab along the first axis.
+    The warp the user gets from ``medreg apply`` (:func:`medreg.geometry.warp_image`: ITK's
+    border rule); nearest keeps ``moving``'s data type.
     """
-    from scipy.ndimage import map_coordinates
-
-    shape = result.shape
-    to_moving = np.linalg.inv(_lps_matrix(moving_affine))
-    fixed_to_moving = to_moving @ _lps_matrix(result.fixed_affine)
-    a, b, mm = fixed_to_moving[:3, :3], fixed_to_moving[:3, 3], to_moving[:3, :3]
-    jj, kk = np.meshgrid(np.arange(shape[1], dtype=np.float64), np.arange(shape[2], dtype=np.float64), indexing="ij")
-    out = np.empty(shape, dtype=moving.dtype if order == 0 else np.float32)
-    for start in range(0, shape[0], slab):
-        stop = min(start + slab, shape[0])
-        ii = np.arange(start, stop, dtype=np.float64)[:, None, None]
-        u = result.displacement_lps[start:stop].astype(np.float64)
-        idx = np.empty((3,) + u.shape[:3])
-        for r in range(3):
-            idx[r] = a[r, 0] * ii + a[r, 1] * jj + a[r, 2] * kk + b[r] + u @ mm[r]
-        out[start:stop] = map_coordinates(moving, idx.reshape(3, -1), order=order, mode="constant", cval=cval,
-                                          prefilter=False).reshape(u.shape[:3])
-    return out
+    out = warp_image(moving, Grid(moving_affine, moving.shape[:3]), result.grid, result.displacement_lps,
+                     mode="nearest" if order == 0 else "linear")
+    return out.astype(moving.dtype) if order == 0 else out
 
 
 def landmark_metrics(result: BaselineResult, data: PairData) -> tuple[dict[str, Any], Landmarks | None]:

@@ -2,7 +2,7 @@
 
 World convention: voxel indices are 0-based in array order; NIfTI affines are
 nibabel's voxel -> RAS mm; every world point medreg hands around (``Landmarks``)
-is LPS mm (ITK/ANTs), ``LPS = diag(-1, -1, 1) * RAS``. See ``medreg.io.geometry``.
+is LPS mm (ITK/ANTs), ``LPS = diag(-1, -1, 1) * RAS``. See ``medreg.geometry.frames``.
 
 Names are re-exported lazily so ``import medreg.io.atomic`` stays cheap.
 """

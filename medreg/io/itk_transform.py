@@ -28,11 +28,12 @@ from typing import Any
 import numpy as np
 
 from medreg.errors import InputError
+from medreg.geometry.frames import RAS_TO_LPS
 from medreg.io.atomic import atomic_path
 from medreg.io.nifti import check_input_file
 
 NIFTI_INTENT_VECTOR = 1007
-_FLIP = np.diag([-1.0, -1.0, 1.0])
+_FLIP = RAS_TO_LPS[:3, :3]
 _NIFTI_SUFFIXES = (".nii", ".nii.gz")
 _ITK_SUFFIXES = (".h5", ".hdf5", ".tfm", ".txt", ".mat")
 

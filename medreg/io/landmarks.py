@@ -28,7 +28,7 @@ import numpy as np
 
 from medreg.errors import InputError
 from medreg.io.atomic import write_text_atomic
-from medreg.io.geometry import lps_to_voxel, voxel_to_lps
+from medreg.geometry.frames import lps_to_voxel, voxel_to_lps
 from medreg.io.nifti import check_input_file
 
 

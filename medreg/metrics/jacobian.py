@@ -22,7 +22,9 @@ from __future__ import annotations
 
 import numpy as np
 
-_RAS_TO_LPS = np.diag([-1.0, -1.0, 1.0])
+from medreg.geometry.frames import RAS_TO_LPS
+
+_RAS_TO_LPS = RAS_TO_LPS[:3, :3]
 
 
 def _det3(j: np.ndarray) -> np.ndarray:

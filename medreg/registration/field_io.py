@@ -8,7 +8,7 @@ is optimised with Adam on the pair's own loss (the training similarity plus
     u = u_net + upsample(r),   loss = sim(moving(x + u), fixed) + lam * reg(u)
 
 Each step costs one warp and one loss on the network grid: on a CPU about 30x
-less than a step of the network fine-tuning in :func:`medreg.register.instance_optimize`
+less than a step of the network fine-tuning in :func:`medreg.inference.refine.fine_tune_network`
 (forward and backward through every UNet of the multistep model). The residual
 is in voxel units of the network grid, so ``lr`` is in voxels per step whatever
 the image size.

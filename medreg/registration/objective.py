@@ -67,3 +67,10 @@ class RegistrationObjective(nn.Module):
         return ObjectiveResult(total=total, similarity=sim, regularity=reg, inverse_consistency=ic,
                                folding_fraction=fold, warped=warped, phi=phi)
 
+
+
+def objective_from_config(model: nn.Module, loss) -> RegistrationObjective:
+    """The training objective of a config's ``loss`` section (similarity, regularizer, lam, GradICON, window)."""
+    kwargs = {"window": loss.window} if loss.similarity == "lncc" else {}
+    return RegistrationObjective(model, loss.similarity, loss.regularizer, lam=loss.lam, gradicon=loss.gradicon,
+                                 similarity_kwargs=kwargs)

@@ -13,28 +13,24 @@ import io
 
 import numpy as np
 
-from medreg.io.geometry import lps_to_voxel, voxel_to_lps
+from medreg.geometry import Grid, lps_matrix, warp_image
 
 
 def warp_slice(moving: np.ndarray, moving_affine: np.ndarray, slice_displacement_lps: np.ndarray,
                fixed_affine: np.ndarray, k: int) -> np.ndarray:
-    """``moving(x + u(x))`` on the fixed slice ``[:, :, k]`` (trilinear, 0 outside).
+    """``moving(x + u(x))`` on the fixed slice ``[:, :, k]`` (:func:`medreg.geometry.warp_image`: ITK's rule).
 
     ``slice_displacement_lps`` is ``u[:, :, k]``, shape (X, Y, 3), LPS mm.
     """
-    from scipy.ndimage import map_coordinates
-
-    nx, ny = slice_displacement_lps.shape[:2]
-    ii, jj = np.meshgrid(np.arange(nx), np.arange(ny), indexing="ij")
-    ijk = np.stack([ii.ravel(), jj.ravel(), np.full(ii.size, k)], axis=1).astype(np.float64)
-    pts = voxel_to_lps(fixed_affine, ijk) + np.asarray(slice_displacement_lps, np.float64).reshape(-1, 3)
-    idx = lps_to_voxel(moving_affine, pts).T
-    return map_coordinates(np.asarray(moving, np.float32), idx, order=1, mode="constant", cval=0.0, prefilter=False).reshape(nx, ny)
+    u = np.asarray(slice_displacement_lps, np.float32)
+    fixed_slice = Grid(fixed_affine, (u.shape[0], u.shape[1], k + 1)).slice(k)
+    out = warp_image(np.asarray(moving, np.float32), Grid(moving_affine, moving.shape[:3]), fixed_slice, u[:, :, None])
+    return out[:, :, 0]
 
 
 def displacement_voxels(displacement_lps: np.ndarray, fixed_affine: np.ndarray, k: int) -> np.ndarray:
     """The displacement on slice ``k`` in voxel units of the fixed grid, (X, Y, 3)."""
-    m_lps = np.diag([-1.0, -1.0, 1.0]) @ np.asarray(fixed_affine, np.float64)[:3, :3]
+    m_lps = lps_matrix(fixed_affine)[:3, :3]
     return displacement_lps[:, :, k].astype(np.float64) @ np.linalg.inv(m_lps).T
 
 

@@ -2,12 +2,8 @@
 
 The manifest written by ``medreg preprocess`` holds pairs on the *preprocessed*
 grid (fixed and moving on the same grid). The network's grid is the config's
-``preprocess.spacing``: when the manifest was made at another spacing (say 1 mm
-data and a 2 mm demo model), :func:`network_grid` resamples (block averages for
-integer factors) and pads to ``preprocess.shape_multiple``; affines follow, so
-world coordinates (landmarks) stay exact. The same function serves inference:
-``medreg register`` runs ``preprocess_pair`` with ``config.preprocess`` and gets the
-network grid directly.
+``preprocess.spacing``: :func:`medreg.transforms.network_grid.network_grid` resamples
+and pads, the same stage inference uses (:mod:`medreg.inference.prepare`).
 
 Data order and augmentation are functions of ``(seed, sample number)`` only
 (:class:`StepSampler`), so a resumed run sees exactly the batches it would have seen.
@@ -15,7 +11,6 @@ Data order and augmentation are functions of ``(seed, sample number)`` only
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
@@ -25,64 +20,7 @@ import torch.nn.functional as F
 from monai.transforms import Transform
 
 from medreg.errors import ConfigError, InputError
-from medreg.spatial.grid import sample, voxel_to_normalized
-
-
-# --------------------------------------------------------------------------- grids
-def _spacing(affine: np.ndarray) -> np.ndarray:
-    return np.linalg.norm(np.asarray(affine, dtype=np.float64)[:3, :3], axis=0)
-
-
-def resample_to_spacing(image: torch.Tensor, affine: np.ndarray, spacing: Sequence[float] | None,
-                        ) -> tuple[torch.Tensor, np.ndarray]:
-    """Bring ``image (C, X, Y, Z)`` with voxel->RAS ``affine`` to ``spacing`` mm (same orientation).
-
-    Integer coarsening factors use block averages (no aliasing); other factors use
-    trilinear sampling. The new voxel ``j`` covers old voxels ``j*f .. j*f + f - 1``,
-    its centre at old index ``j*f + (f - 1) / 2``; the affine says exactly that.
-    """
-    affine = np.asarray(affine, dtype=np.float64)
-    if spacing is None:
-        return image, affine
-    factors = np.asarray(spacing, dtype=np.float64) / _spacing(affine)
-    if np.allclose(factors, 1.0, atol=1e-4):
-        return image, affine
-    shape = np.asarray(image.shape[1:])
-    rounded = np.round(factors)
-    if np.allclose(factors, rounded, atol=1e-4) and (rounded >= 1).all():
-        k = rounded.astype(int)
-        pad = (-shape) % k
-        x = F.pad(image[None], [p for a in reversed(range(3)) for p in (0, int(pad[a]))])
-        out = F.avg_pool3d(x, kernel_size=tuple(int(v) for v in k), stride=tuple(int(v) for v in k))[0]
-        factors = k.astype(np.float64)
-    else:
-        new_shape = np.maximum(1, np.round(shape / factors)).astype(int)
-        axes = [torch.arange(n, dtype=torch.float64) * f + (f - 1) / 2 for n, f in zip(new_shape, factors)]
-        idx = torch.stack(torch.meshgrid(*axes, indexing="ij"))[None]
-        coords = voxel_to_normalized(idx, tuple(int(s) for s in shape)).to(image.dtype)
-        out = sample(image[None], coords, mode="linear", padding_mode="zeros")[0]
-    step = np.eye(4)
-    step[:3, :3] = np.diag(factors)
-    step[:3, 3] = (factors - 1) / 2
-    return out.contiguous(), affine @ step
-
-
-def pad_to_multiple(image: torch.Tensor, multiple: int) -> torch.Tensor:
-    """Zero-pad ``(C, X, Y, Z)`` at the end of each axis to a multiple (the affine is unchanged)."""
-    pad = [(-s) % multiple for s in image.shape[1:]]
-    if not any(pad):
-        return image
-    return F.pad(image[None], [p for a in reversed(range(3)) for p in (0, pad[a])])[0]
-
-
-def network_grid(image: torch.Tensor, affine: np.ndarray, preprocess: Any) -> tuple[torch.Tensor, np.ndarray]:
-    """An image on its preprocessed grid -> the network's grid (``preprocess.spacing``).
-
-    Then zero-padded at the end of each axis to a multiple of ``preprocess.shape_multiple``
-    (which the config guarantees the model can take); the affine is unchanged by padding.
-    """
-    out, new_affine = resample_to_spacing(image, affine, preprocess.spacing)
-    return pad_to_multiple(out, preprocess.shape_multiple), new_affine
+from medreg.transforms.network_grid import network_grid
 
 
 # --------------------------------------------------------------------------- manifest checks
@@ -276,91 +214,3 @@ def collate_pairs(items: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-# --------------------------------------------------------------------------- inference
-@dataclass
-class PreparedPair:
-    """A new pair on the network grid: ``fixed``/``moving`` (1, C, X, Y, Z) and the grid's geometry.
-
-    ``geometry`` maps the network grid of the fixed image back to its original file
-    (``geometry.affine`` is network voxel -> RAS mm; ``geometry.original_*`` the input
-    image), see :class:`medreg.transforms.geometry.ImageGeometry`. The moving image is
-    on the same network grid; ``moving_geometry`` records its original file.
-    """
-
-    fixed: torch.Tensor
-    moving: torch.Tensor
-    geometry: Any
-    moving_geometry: Any
-    fixed_data: torch.Tensor | None = None  # (1, C, *S) the preprocessed pair, before the network grid
-    moving_data: torch.Tensor | None = None
-    fixed_data_affine: np.ndarray | None = None  # voxel -> RAS of fixed_data / moving_data
-    moving_data_affine: np.ndarray | None = None
-
-    def data_to_network(self) -> tuple[np.ndarray, np.ndarray]:
-        """4x4 maps from the moving and the fixed data's normalized coordinates to the network grid's."""
-        from medreg.io.geometry import index_to_normalized
-
-        if self.fixed_data is None or self.moving_data is None:
-            raise ValueError("this pair keeps no preprocessed data (made by prepare_pair?)")
-        to_net = index_to_normalized(self.geometry.shape) @ np.linalg.inv(self.geometry.affine)
-        return tuple(to_net @ affine @ np.linalg.inv(index_to_normalized(data.shape[2:]))  # type: ignore[return-value]
-                     for data, affine in ((self.moving_data, self.moving_data_affine),
-                                          (self.fixed_data, self.fixed_data_affine)))
-
-    def finer(self, factor: int, device: torch.device | str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(moving, fixed)`` on the network grid's box with ``factor`` times as many voxels per axis.
-
-        Resampled (trilinear) from the preprocessed data, not from the network images,
-        so the finer grid keeps detail the network grid has lost; zero outside the data,
-        as the network images are zero in their padding. The box is the network grid's,
-        so normalized coordinates (and any ``phi``) mean the same on both grids.
-        """
-        from medreg.spatial.grid import identity_grid
-        from medreg.spatial.transforms import Affine
-
-        if int(factor) != factor or factor < 1:
-            raise ValueError(f"expected an integer factor >= 1, found {factor}")
-        to_network = self.data_to_network()  # checks that the data are kept
-        shape = tuple(int(n) * int(factor) for n in self.geometry.shape)
-        dev = torch.device(device) if device is not None else self.fixed.device
-        grid = identity_grid(shape, dev, torch.float32)
-        out = []
-        for data, to_net in zip((self.moving_data, self.fixed_data), to_network):
-            theta = np.linalg.inv(to_net)  # network normalized -> data normalized
-            to_data = Affine(torch.as_tensor(theta[:3], dtype=torch.float32, device=dev))
-            out.append(sample(data.to(dev), to_data(grid), padding_mode="zeros"))
-        return out[0], out[1]
-
-
-def prepare_pair(fixed: Sequence[Any], moving: Sequence[Any], config: Any, data_preprocess: Any = None,
-                 **pair_options: Any) -> PreparedPair:
-    """Preprocess a new pair exactly as the training data was (``fixed``/``moving``: one source per channel).
-
-    ``config`` is the checkpoint's :class:`medreg.config.Config`; ``data_preprocess`` the
-    manifest's preprocessing it was trained on (``medreg.io.checkpoint.load_data_preprocess``;
-    default ``config.preprocess``). The pair goes through ``preprocess_pair`` with
-    ``data_preprocess`` and then :func:`network_grid` with ``config.preprocess``, the same
-    two steps the training pairs went through. ``pair_options`` go to ``preprocess_pair``
-    (e.g. ``fixed_points`` to keep landmarks inside the foreground crop).
-    """
-    from medreg.transforms.geometry import ImageGeometry
-    from medreg.transforms.pipeline import preprocess_pair
-
-    pre = data_preprocess if data_preprocess is not None else config.preprocess
-    pre = pre.model_copy(update={"modalities": list(config.channels)})
-    pp = preprocess_pair(list(fixed), list(moving), pre, **pair_options)
-    fixed_data = torch.from_numpy(np.ascontiguousarray(pp.fixed, dtype=np.float32))
-    moving_data = torch.from_numpy(np.ascontiguousarray(pp.moving, dtype=np.float32))
-    f, affine = network_grid(fixed_data, pp.fixed_geometry.affine, config.preprocess)
-    m, _ = network_grid(moving_data, pp.moving_geometry.affine, config.preprocess)
-    shape = tuple(int(s) for s in f.shape[1:])
-
-    def geo(g) -> ImageGeometry:
-        return ImageGeometry(original_affine=g.original_affine, original_shape=g.original_shape,
-                             affine=affine, shape=shape)
-
-    return PreparedPair(fixed=f[None], moving=m[None], geometry=geo(pp.fixed_geometry),
-                        moving_geometry=geo(pp.moving_geometry),
-                        fixed_data=fixed_data[None], moving_data=moving_data[None],
-                        fixed_data_affine=np.asarray(pp.fixed_geometry.affine, dtype=np.float64),
-                        moving_data_affine=np.asarray(pp.moving_geometry.affine, dtype=np.float64))

@@ -14,7 +14,7 @@ from typing import Sequence
 
 import numpy as np
 
-from medreg.io.geometry import voxel_to_lps
+from medreg.geometry.frames import voxel_to_lps
 
 
 def _blobs(shape: Sequence[int], centres: np.ndarray, sigma: float) -> np.ndarray:

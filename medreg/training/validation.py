@@ -14,22 +14,15 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from medreg.io.geometry import lps_to_voxel, voxel_to_lps
-from medreg.spatial.grid import normalized_to_voxel, sample, voxel_to_normalized
+from medreg.geometry import Grid, WorldTransform
+from medreg.spatial.grid import sample
 from medreg.spatial.transforms import Transform
 
 
 def map_points(phi: Transform, points_lps: np.ndarray, affine: np.ndarray, shape: tuple[int, ...],
                device: torch.device | str = "cpu") -> np.ndarray:
     """Fixed-space LPS points -> moving-space LPS points through ``phi`` (fixed and moving share ``affine``)."""
-    if len(points_lps) == 0:
-        return np.zeros((0, 3))
-    vox = lps_to_voxel(affine, points_lps)
-    idx = torch.as_tensor(vox.T, dtype=torch.float64, device=device)[None]
-    coords = voxel_to_normalized(idx, shape).float()
-    mapped = phi(coords).double()
-    mvox = normalized_to_voxel(mapped, shape)[0].T.cpu().numpy()
-    return voxel_to_lps(affine, mvox)
+    return WorldTransform(phi, Grid(affine, tuple(shape)), device=device).map_points(points_lps)
 
 
 def landmark_errors(phi: Transform, fixed_lps: np.ndarray, moving_lps: np.ndarray, affine: np.ndarray,

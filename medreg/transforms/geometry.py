@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from medreg.io.geometry import lps_to_voxel, voxel_to_lps
+from medreg.geometry.frames import lps_to_voxel, voxel_to_lps
 
 
 def _affine(value: Any) -> np.ndarray:

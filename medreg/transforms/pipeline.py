@@ -40,7 +40,7 @@ import numpy as np
 import torch
 
 from medreg.errors import InputError
-from medreg.io.geometry import lps_to_voxel
+from medreg.geometry.frames import lps_to_voxel
 from medreg.io.nifti import Volume
 from medreg.transforms.config import CtWindow, KeepIntensity, PreprocessConfig
 from medreg.transforms.geometry import ImageGeometry

@@ -7,7 +7,7 @@ import pytest
 
 from medreg.baselines import get_baseline
 from medreg.errors import InputError
-from medreg.io.geometry import voxel_to_lps
+from medreg.geometry.frames import voxel_to_lps
 
 pytestmark = pytest.mark.ants
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from medreg.baselines.elastix import ElastixBaseline
-from medreg.io.geometry import voxel_to_lps
+from medreg.geometry.frames import voxel_to_lps
 
 itk = pytest.importorskip("itk", reason="itk-elastix is an optional extra: pip install 'medreg[baselines]'")
 if importlib.util.find_spec("itk.ElastixPython") is None:

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from medreg.baselines.fireants import FireantsBaseline
-from medreg.io.geometry import voxel_to_lps
+from medreg.geometry.frames import voxel_to_lps
 
 pytest.importorskip(
     "fireants",

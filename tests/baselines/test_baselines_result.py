@@ -11,7 +11,7 @@ import pytest
 from medreg.baselines import BASELINE_SPECS, BaselineResult, FireantsBaseline, get_baseline
 from medreg.baselines.base import itk_ras_affine, run_worker
 from medreg.errors import ConfigError, InputError, MedregError
-from medreg.io.geometry import voxel_to_lps
+from medreg.geometry.frames import voxel_to_lps
 
 
 def test_map_points_interpolates_u_at_the_fixed_position_on_an_oblique_anisotropic_grid(oblique_affine):

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from medreg.cli.main import main
-from medreg.io.geometry import voxel_to_lps
+from medreg.geometry.frames import voxel_to_lps
 from medreg.io.landmarks import Landmarks, write_brats_csv
 from medreg.io.nifti import save_volume
 

@@ -12,7 +12,7 @@ import pytest
 from medreg.cli.main import main
 from medreg.datasets.manifest import load_entry_arrays, read_manifest
 from medreg.io.dirlab import RawGeometry, write_dirlab_img, write_geometry_file
-from medreg.io.geometry import voxel_to_lps
+from medreg.geometry.frames import voxel_to_lps
 from medreg.io.landmarks import Landmarks, read_brats_csv, write_brats_csv
 from medreg.io.nifti import save_volume
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from medreg.cli.main import main
-from medreg.io.geometry import voxel_to_lps
+from medreg.geometry.frames import voxel_to_lps
 from medreg.io.landmarks import Landmarks, read_brats_csv, write_brats_csv
 from medreg.io.nifti import save_volume
 

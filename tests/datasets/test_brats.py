@@ -9,7 +9,7 @@ import pytest
 from medreg.datasets.base import load_pair_landmarks
 from medreg.datasets.brats import brats_pairs
 from medreg.errors import InputError
-from medreg.io.geometry import lps_to_voxel, voxel_to_lps
+from medreg.geometry.frames import lps_to_voxel, voxel_to_lps
 from medreg.io.landmarks import Landmarks, write_brats_csv
 from medreg.io.nifti import load_volume, save_volume
 

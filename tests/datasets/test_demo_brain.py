@@ -17,7 +17,7 @@ from medreg.datasets.base import load_pair_landmarks
 from medreg.datasets.brats import brats_pairs
 from medreg.datasets.registry import fetch
 from medreg.errors import InputError
-from medreg.io.geometry import lps_to_voxel
+from medreg.geometry.frames import lps_to_voxel
 from medreg.io.nifti import load_volume
 
 pytestmark = pytest.mark.network

@@ -16,7 +16,7 @@ from medreg.datasets.base import load_pair_landmarks
 from medreg.datasets.dirlab import dirlab_pairs
 from medreg.errors import InputError
 from medreg.io.dirlab import read_dirlab_img
-from medreg.io.geometry import lps_to_voxel
+from medreg.geometry.frames import lps_to_voxel
 
 pytestmark = pytest.mark.network
 SMALL = dict(seed=5, n_train=1, n_test=1, downsample=2, workers=1, n_landmarks=40)

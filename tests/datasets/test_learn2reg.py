@@ -8,7 +8,7 @@ import pytest
 from medreg.datasets.base import load_pair_landmarks
 from medreg.datasets.learn2reg import learn2reg_pairs
 from medreg.errors import InputError
-from medreg.io.geometry import voxel_to_lps
+from medreg.geometry.frames import voxel_to_lps
 from medreg.io.nifti import save_volume
 
 SHAPE = (12, 10, 8)

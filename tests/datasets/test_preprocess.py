@@ -11,7 +11,7 @@ import pytest
 from medreg.datasets.manifest import MARKER_NAME, PairEntry, load_entry_arrays, read_manifest
 from medreg.datasets.preprocess import check_output_folder, preprocess_dataset
 from medreg.errors import InputError
-from medreg.io.geometry import voxel_to_lps
+from medreg.geometry.frames import voxel_to_lps
 from medreg.io.landmarks import Landmarks, write_brats_csv
 from medreg.io.nifti import save_volume
 from medreg.transforms.config import config_from_dict

@@ -13,7 +13,7 @@ from medreg.io.dirlab import (
     write_dirlab_img,
     write_geometry_file,
 )
-from medreg.io.geometry import voxel_to_lps
+from medreg.geometry.frames import voxel_to_lps
 from medreg.io.landmarks import read_dirlab_txt
 
 GEOM = RawGeometry((12, 10, 8), (0.97, 0.97, 2.5))

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from medreg.errors import InputError
-from medreg.io.geometry import voxel_to_lps
+from medreg.geometry.frames import voxel_to_lps
 from medreg.io.itk_transform import (affine_to_itk, itk_to_affine, read_displacement_nifti, read_transform,
                                      write_displacement_nifti, write_transform_h5)
 

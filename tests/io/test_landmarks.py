@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from medreg.errors import InputError
-from medreg.io.geometry import voxel_to_lps
+from medreg.geometry.frames import voxel_to_lps
 from medreg.io.landmarks import (
     Landmarks,
     check_inside,
@@ -179,7 +179,7 @@ def test_lps_vs_ras_header_same_csv_different_voxels(tmp_path):
     # and a RAS-style header (+1,+1,1) it lands on mirrored voxels.
     lm = read_brats_csv(_write(tmp_path / "p.csv", "Landmark,X,Y,Z\n1,-3,-4,5\n"))
     lps_hdr = np.diag([-1.0, -1.0, 1.0, 1.0])
-    from medreg.io.geometry import lps_to_voxel
+    from medreg.geometry.frames import lps_to_voxel
 
     np.testing.assert_allclose(lps_to_voxel(RAS_AFFINE, lm.points), [[3, 4, 5]])
     np.testing.assert_allclose(lps_to_voxel(lps_hdr, lm.points), [[-3, -4, 5]])

@@ -11,7 +11,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from medreg.io.geometry import voxel_to_lps
+from medreg.geometry.frames import voxel_to_lps
 from medreg.io.nifti import Volume
 
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from medreg.errors import InputError
-from medreg.io.geometry import voxel_to_lps
+from medreg.geometry.frames import voxel_to_lps
 from medreg.io.itk_transform import write_displacement_nifti, write_transform_h5
 from medreg.io.landmarks import Landmarks, read_brats_csv, write_brats_csv, write_dirlab_txt
 from medreg.io.nifti import save_volume
@@ -56,7 +56,7 @@ def sitk_resample(setup, image_key, interp, reference=None):
 def test_image_warp_matches_simpleitk(setup, transform, tmp_path):
     import nibabel as nib
 
-    from medreg.apply import apply_to_image
+    from medreg.inference.apply import apply_to_image
 
     out = apply_to_image(setup[transform], setup["moving"], tmp_path / "w.nii.gz")
     ours = np.asarray(nib.load(str(out)).dataobj)
@@ -70,7 +70,7 @@ def test_image_warp_matches_simpleitk(setup, transform, tmp_path):
 def test_labels_nearest_keep_dtype_and_values(setup, tmp_path):
     import nibabel as nib
 
-    from medreg.apply import apply_to_image
+    from medreg.inference.apply import apply_to_image
 
     out = apply_to_image(setup["field"], setup["labels"], tmp_path / "l.nii.gz", interp="nearest")
     img = nib.load(str(out))
@@ -83,7 +83,7 @@ def test_labels_nearest_keep_dtype_and_values(setup, tmp_path):
 def test_reference_grid(setup, tmp_path):
     import nibabel as nib
 
-    from medreg.apply import apply_to_image
+    from medreg.inference.apply import apply_to_image
 
     ra = np.diag([2.0, 2.0, 2.0, 1.0])
     ra[:3, 3] = [-10, -8, -12]
@@ -95,7 +95,7 @@ def test_reference_grid(setup, tmp_path):
 
 
 def test_existing_output_refused(setup, tmp_path):
-    from medreg.apply import apply_to_image
+    from medreg.inference.apply import apply_to_image
 
     (tmp_path / "w.nii.gz").write_text("keep")
     with pytest.raises(InputError, match="refusing to overwrite"):
@@ -106,7 +106,7 @@ def test_existing_output_refused(setup, tmp_path):
 def test_brats_points_map_like_simpleitk(setup, tmp_path):
     import SimpleITK as sitk
 
-    from medreg.apply import apply_to_points
+    from medreg.inference.apply import apply_to_points
 
     pts = voxel_to_lps(setup["fa"], np.array([[3.0, 4.0, 5.0], [10.5, 12.25, 8.0], [20.0, 2.0, 15.0]]))
     write_brats_csv(tmp_path / "in.csv", Landmarks(["x", "y", "z"], pts))
@@ -120,7 +120,8 @@ def test_brats_points_map_like_simpleitk(setup, tmp_path):
 
 
 def test_dirlab_points_need_the_moving_image(setup, tmp_path):
-    from medreg.apply import apply_to_points, map_points, read_points
+    from medreg.inference.apply import apply_to_points, map_points
+    from medreg.io.point_files import read_points
 
     ijk = np.array([[3.0, 4.0, 5.0], [12.0, 10.0, 8.0]])
     write_dirlab_txt(tmp_path / "in.txt", Landmarks(["1", "2"], voxel_to_lps(setup["fa"], ijk)), setup["fa"])
@@ -136,7 +137,7 @@ def test_dirlab_points_need_the_moving_image(setup, tmp_path):
 
 
 def test_point_format_detection(tmp_path):
-    from medreg.apply import point_format
+    from medreg.io.point_files import point_format
 
     (tmp_path / "a.csv").write_text("Landmark,X,Y,Z\n1,0,0,0\n")
     (tmp_path / "b.csv").write_text("10,20,30\n")

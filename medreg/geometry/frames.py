@@ -1,6 +1,6 @@
 """Conversions between voxel indices, RAS world mm (nibabel) and LPS physical mm (ITK/ANTs).
 
-Conventions (STYLE §2):
+Conventions (the README's coordinate convention):
 
 - Voxel indices ``ijk`` are 0-based, in array order, as continuous coordinates
   (voxel centres at integers).
@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import numpy as np
 
-_FLIP = np.array([-1.0, -1.0, 1.0])
+RAS_TO_LPS = np.diag([-1.0, -1.0, 1.0, 1.0])  # the one flip (its own inverse): LPS = RAS_TO_LPS @ RAS
+_FLIP = np.diag(RAS_TO_LPS)[:3]
 
 
 def _points(xyz: np.ndarray) -> np.ndarray:
@@ -34,6 +35,11 @@ def _affine(affine: np.ndarray) -> np.ndarray:
     if a.shape != (4, 4):
         raise ValueError(f"expected a 4x4 affine, found shape {a.shape}")
     return a
+
+
+def lps_matrix(affine: np.ndarray) -> np.ndarray:
+    """The 4x4 voxel -> LPS mm matrix of a voxel -> RAS ``affine`` (and back: the flip is its own inverse)."""
+    return RAS_TO_LPS @ _affine(affine)
 
 
 def voxel_to_ras(affine: np.ndarray, ijk: np.ndarray) -> np.ndarray:

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from medreg.io.geometry import lps_to_ras, lps_to_voxel, ras_to_lps, ras_to_voxel, voxel_to_lps, voxel_to_ras
+from medreg.geometry.frames import lps_to_ras, lps_to_voxel, ras_to_lps, ras_to_voxel, voxel_to_lps, voxel_to_ras
 
 BRATS_AFFINE = np.array([[-1.0, 0, 0, 0], [0, -1, 0, 239], [0, 0, 1, 0], [0, 0, 0, 1]])
 

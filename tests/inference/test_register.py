@@ -1,4 +1,4 @@
-"""medreg.register: geometry of the map back to the original grids, outputs, instance optimisation.
+"""medreg.inference.register: geometry of the map back to the original grids, outputs, instance optimisation.
 
 The pair is a smooth blob pattern defined in world (LPS mm) coordinates and sampled
 on two different grids (spacings, orientations, sizes); the moving image is the
@@ -18,7 +18,7 @@ import torch
 
 from medreg.baselines.base import BaselineResult
 from medreg.errors import InputError
-from medreg.io.geometry import lps_to_voxel, voxel_to_lps
+from medreg.geometry.frames import lps_to_voxel, voxel_to_lps
 from medreg.io.landmarks import Landmarks, read_brats_csv, write_brats_csv, write_dirlab_txt
 from medreg.io.nifti import load_volume, save_volume
 from medreg.registration import RegistrationModule
@@ -96,7 +96,7 @@ def translated_pair(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def translated_result(translated_pair):
-    from medreg.register import register_pair
+    from medreg.inference.register import register_pair
 
     return register_pair(SearchTranslation(), make_config(), translated_pair["fixed"], translated_pair["moving"])
 
@@ -118,7 +118,7 @@ def test_translation_recovered_in_mm_across_spacings_and_ras_vs_lps_headers(tran
 
 
 def _outputs(translated_result, tmp_path):
-    from medreg.register import write_outputs
+    from medreg.inference.outputs import write_outputs
 
     return write_outputs(translated_result, tmp_path / "out", info={"model": "search-translation"})
 
@@ -140,7 +140,7 @@ def test_outputs_written_with_fixed_header_and_run_json(translated_pair, transla
 
 
 def test_out_dir_refused_when_not_empty_unless_overwrite(translated_result, tmp_path):
-    from medreg.register import write_outputs
+    from medreg.inference.outputs import write_outputs
 
     out = tmp_path / "out"
     out.mkdir()
@@ -194,7 +194,8 @@ def _brats_affine() -> np.ndarray:
 
 def test_brats_header_landmarks_map_in_the_right_direction(tmp_path):
     """BraTS-Reg header (sform -1,-1, offset 239, qform 0); moving = fixed shifted by +6 voxels along j."""
-    from medreg.register import register_pair, write_outputs
+    from medreg.inference.outputs import write_outputs
+    from medreg.inference.register import register_pair
 
     a = _brats_affine()
     shape = (56, 60, 48)
@@ -229,7 +230,8 @@ def test_brats_header_landmarks_map_in_the_right_direction(tmp_path):
 
 
 def test_dirlab_landmarks_read_with_fixed_affine_written_with_moving_affine(translated_pair, tmp_path):
-    from medreg.register import register_pair, write_outputs
+    from medreg.inference.outputs import write_outputs
+    from medreg.inference.register import register_pair
 
     fa, ma = translated_pair["fixed_affine"], translated_pair["moving_affine"]
     ijk0 = np.array([[20.0, 21.0, 20.0], [10.0, 30.0, 25.0]])
@@ -244,7 +246,8 @@ def test_dirlab_landmarks_read_with_fixed_affine_written_with_moving_affine(tran
 
 @pytest.mark.parametrize("io_mode", ["field", "network"])
 def test_instance_optimisation_never_changes_the_loaded_model(translated_pair, tmp_path, io_mode):
-    from medreg.register import register_pair
+    from medreg.inference.io_config import io_from_flags
+    from medreg.inference.register import register_pair
     from medreg.registration.build import build_model
 
     cfg = make_config()
@@ -254,7 +257,7 @@ def test_instance_optimisation_never_changes_the_loaded_model(translated_pair, t
     a = (translated_pair["fixed"], translated_pair["moving"])
     b = (translated_pair["moving"], translated_pair["fixed"])  # another pair: the roles swapped
     fresh_b = register_pair(model, cfg, *b)
-    a_io = register_pair(model, cfg, *a, io_steps=6, io_mode=io_mode)
+    a_io = register_pair(model, cfg, *a, io=io_from_flags(6, io_mode))
     a_plain = register_pair(model, cfg, *a)
     after_b = register_pair(model, cfg, *b)
     for k, v in model.state_dict().items():
@@ -262,7 +265,7 @@ def test_instance_optimisation_never_changes_the_loaded_model(translated_pair, t
     assert np.array_equal(after_b.displacement_lps, fresh_b.displacement_lps)
     assert np.abs(a_io.displacement_lps - a_plain.displacement_lps).max() > 1e-3  # IO did change A's result
     losses = a_io.extra["io_losses"]
-    assert len(losses) == 6 and a_io.extra["io_mode"] == io_mode
+    assert len(losses) == 6 and a_io.extra["io_mode"] == io_mode and a_io.extra["io"]["mode"] == io_mode
     # field: 4 steps at half resolution, then 2 at full (losses of different grids): compare within the first stage
     assert losses[3] < losses[0] if io_mode == "field" else losses[-1] < losses[0]
 
@@ -270,7 +273,7 @@ def test_instance_optimisation_never_changes_the_loaded_model(translated_pair, t
 def test_finer_images_sample_the_preprocessed_data_on_the_network_box(translated_pair):
     from scipy.ndimage import map_coordinates
 
-    from medreg.training.data import prepare_pair
+    from medreg.inference.prepare import prepare_pair
 
     cfg = make_config(spacing=(3.0, 3.0, 3.0))
     pair = prepare_pair([load_volume(translated_pair["fixed"])], [load_volume(translated_pair["moving"])], cfg)
@@ -295,48 +298,50 @@ def test_finer_images_sample_the_preprocessed_data_on_the_network_box(translated
 
 
 def test_io_upsample_runs_the_last_third_on_a_finer_grid(translated_pair):
-    from medreg.register import register_pair
+    from medreg.inference.io_config import io_from_flags
+    from medreg.inference.register import register_pair
     from medreg.registration.build import build_model
 
     cfg = make_config()
     torch.manual_seed(0)
     model = build_model(cfg.model, 1).eval()
     a = (translated_pair["fixed"], translated_pair["moving"])
-    plain = register_pair(model, cfg, *a, io_steps=9)
-    fine = register_pair(model, cfg, *a, io_steps=9, io_upsample=2)
+    plain = register_pair(model, cfg, *a, io=io_from_flags(9))
+    fine = register_pair(model, cfg, *a, io=io_from_flags(9, upsample=2))
     losses = fine.extra["io_losses"]
-    assert len(losses) == 9 and fine.extra["io_upsample"] == 2 and plain.extra["io_upsample"] == 1
+    assert len(losses) == 9 and fine.extra["io_preset"] == "finer" and plain.extra["io_preset"] == "field"
     assert losses[:3] == pytest.approx(plain.extra["io_losses"][:3])  # the same first stage (3 steps here)
     assert losses[8] < losses[6]  # the fine stage improves its own loss
     assert np.abs(fine.displacement_lps - plain.displacement_lps).max() > 1e-3
     for bad, mode in ((0, "field"), (2, "network")):
-        with pytest.raises(InputError, match="io-upsample"):
-            register_pair(model, cfg, *a, io_steps=3, io_upsample=bad, io_mode=mode)
+        with pytest.raises(ValueError, match="io-upsample"):
+            io_from_flags(3, mode, upsample=bad)
 
 
 def test_io_upsample_data_runs_the_last_steps_on_the_data_grid(translated_pair):
-    from medreg.register import register_pair
+    from medreg.inference.io_config import io_from_flags
+    from medreg.inference.register import register_pair
     from medreg.registration.build import build_model
 
     cfg = make_config(spacing=(3.0, 3.0, 3.0))  # the data (2 mm) are finer than the network grid
     torch.manual_seed(0)
     model = build_model(cfg.model, 1).eval()
     a = (translated_pair["fixed"], translated_pair["moving"])
-    plain = register_pair(model, cfg, *a, io_steps=12)
-    on_data = register_pair(model, cfg, *a, io_steps=12, io_upsample="data")
+    plain = register_pair(model, cfg, *a, io=io_from_flags(12))
+    on_data = register_pair(model, cfg, *a, io=io_from_flags(12, upsample="data"))
     losses = on_data.extra["io_losses"]
-    assert len(losses) == 12 and on_data.extra["io_upsample"] == "data"
+    assert len(losses) == 12 and on_data.extra["io_preset"] == "data"
     # 7 steps at half the network resolution (plain: 8), 3 at the network's, the last 2 on the data grid
     assert losses[:7] == pytest.approx(plain.extra["io_losses"][:7])
     assert np.isfinite(losses).all()  # (its recovery of a shift is tested in tests/registration/test_field_io.py)
     assert np.abs(on_data.displacement_lps - plain.displacement_lps).max() > 1e-3
     for bad, mode in (("datum", "field"), ("data", "network"), ("1.5", "field")):
-        with pytest.raises(InputError, match="io-upsample"):
-            register_pair(model, cfg, *a, io_steps=3, io_upsample=bad, io_mode=mode)
+        with pytest.raises(ValueError, match="io-upsample"):
+            io_from_flags(3, mode, upsample=bad)
 
 
 def test_parse_io_upsample():
-    from medreg.register import parse_io_upsample
+    from medreg.inference.io_config import parse_io_upsample
 
     assert parse_io_upsample("data") == "data" and parse_io_upsample("DATA") == "data"
     assert parse_io_upsample("2") == 2 and parse_io_upsample(3) == 3 and parse_io_upsample(1) == 1
@@ -346,15 +351,14 @@ def test_parse_io_upsample():
 
 
 def test_unknown_io_mode_is_a_clear_error(translated_pair):
-    from medreg.register import register_pair
+    from medreg.inference.io_config import io_from_flags
 
-    with pytest.raises(InputError, match="io-mode"):
-        register_pair(SearchTranslation(), make_config(), translated_pair["fixed"], translated_pair["moving"],
-                      io_steps=2, io_mode="weights")
+    with pytest.raises(ValueError, match="io-mode"):
+        io_from_flags(2, "weights")
 
 
 def test_channel_count_mismatch_is_a_clear_error(translated_pair):
-    from medreg.register import register_pair
+    from medreg.inference.register import register_pair
 
     with pytest.raises(InputError, match=r"model takes 1 channel\(s\) \['t1'\]; expected 1 fixed image"):
         register_pair(SearchTranslation(), make_config(), [translated_pair["fixed"]] * 2, translated_pair["moving"])
@@ -362,7 +366,7 @@ def test_channel_count_mismatch_is_a_clear_error(translated_pair):
 
 def test_translation_recovered_with_permuted_axes_header(tmp_path):
     """Fixed array axes rotated 90 degrees about z (i -> anterior, j -> left): the field is still t in LPS mm."""
-    from medreg.register import register_pair
+    from medreg.inference.register import register_pair
 
     fa = np.array([[0.0, -1.2, 0.0, 25.0], [1.5, 0.0, 0.0, -30.0], [0.0, 0.0, 1.0, -20.0], [0, 0, 0, 1]])
     ma = np.diag([1.1, 1.0, 1.3, 1.0])
@@ -379,7 +383,7 @@ def test_translation_recovered_with_permuted_axes_header(tmp_path):
 
 def test_dense_field_equals_exact_map_for_a_varying_field_in_several_slabs():
     """The field written on the original grid must agree with phi evaluated exactly, slab by slab."""
-    from medreg.register import PhiInWorld, map_to_original
+    from medreg.geometry import Grid, WorldTransform
     from medreg.spatial import DisplacementField, identity_grid
 
     pp_shape = (16, 20, 12)
@@ -388,17 +392,20 @@ def test_dense_field_equals_exact_map_for_a_varying_field_in_several_slabs():
                      0.08 * g[:, 0] * g[:, 2]], 1)
     pp_affine = np.diag([-2.0, -2.0, 2.0, 1.0])
     pp_affine[:3, 3] = [10.0, 20.0, -5.0]
-    world = PhiInWorld(DisplacementField(u), pp_affine, pp_shape, torch.device("cpu"))
+    world = WorldTransform(DisplacementField(u), Grid(pp_affine, pp_shape))
     fixed_shape = (30, 38, 22)
     fixed_affine = np.diag([1.0, 1.0, 1.0, 1.0])
     fixed_affine[:3, 3] = [-20.0, -17.0, -6.0]
-    whole, _ = map_to_original(world, fixed_affine, fixed_shape, None, None)
-    sliced, _ = map_to_original(world, fixed_affine, fixed_shape, None, None, slab_voxels=38 * 22 * 4)
+    whole = world.displacement_on(Grid(fixed_affine, fixed_shape))
+    sliced = world.displacement_on(Grid(fixed_affine, fixed_shape), slab_voxels=38 * 22 * 4)
+    exact_on_grid = world.displacement_on(Grid(fixed_affine, fixed_shape), via=Grid(fixed_affine, fixed_shape),
+                                          slab_voxels=38 * 22 * 4)
     np.testing.assert_allclose(sliced, whole, atol=1e-5)
     idx = np.stack(np.meshgrid(*[np.arange(2, s - 2, 3) for s in fixed_shape], indexing="ij"), -1).reshape(-1, 3)
     pts = voxel_to_lps(fixed_affine, idx.astype(float))
-    exact = world(pts) - pts
+    exact = world.map_points(pts) - pts
     dense = sliced[idx[:, 0], idx[:, 1], idx[:, 2]]
+    np.testing.assert_allclose(exact_on_grid[idx[:, 0], idx[:, 1], idx[:, 2]], exact, atol=1e-4)
     assert np.abs(exact).max() > 1.0  # the field really varies
     np.testing.assert_allclose(dense, exact, atol=0.15)  # trilinear interpolation of a smooth field
 
@@ -411,29 +418,37 @@ def test_separable_resampling_equals_grid_sample(matrix):
     """The axis-aligned fast path of map_to_original is trilinear grid_sample (border) exactly."""
     import torch.nn.functional as F
 
-    from medreg.io.geometry import index_to_normalized
-    from medreg.register import _REVERSE, _index_grid, _resample_separable
+    from medreg.geometry.frames import index_to_normalized
+    from medreg.geometry.world import REVERSE, index_grid, resample_dense
 
     torch.manual_seed(0)
     dense = torch.randn(1, 3, 9, 11, 7)
     m = np.eye(4)
     m[:3] = np.asarray(matrix)
     out_shape = (15, 20, 18)
-    got = _resample_separable(dense, m, out_shape)
-    theta = _REVERSE @ index_to_normalized(dense.shape[2:]) @ m
-    ref = F.grid_sample(dense, _index_grid(theta, out_shape, 0, torch.device("cpu")), mode="bilinear",
+    got = resample_dense(dense, m, out_shape)
+    theta = REVERSE @ index_to_normalized(dense.shape[2:]) @ m
+    ref = F.grid_sample(dense, index_grid(theta, out_shape, 0, torch.device("cpu")), mode="bilinear",
                         padding_mode="border", align_corners=False)
     assert got.shape == ref.shape
     assert torch.allclose(got, ref, atol=1e-5)
 
 
-def test_separable_resampling_declines_oblique_maps():
-    from medreg.register import _resample_separable
+def test_oblique_resampling_equals_grid_sample():
+    import torch.nn.functional as F
+
+    from medreg.geometry.frames import index_to_normalized
+    from medreg.geometry.world import REVERSE, index_grid, resample_dense
 
     c, s = np.cos(0.3), np.sin(0.3)
     m = np.eye(4)
     m[:2, :2] = [[c, -s], [s, c]]
-    assert _resample_separable(torch.zeros(1, 3, 4, 4, 4), m, (4, 4, 4)) is None
+    dense = torch.randn(1, 3, 6, 5, 4)
+    got = resample_dense(dense, m, (7, 6, 5), slab_voxels=60)
+    theta = REVERSE @ index_to_normalized(dense.shape[2:]) @ m
+    ref = F.grid_sample(dense, index_grid(theta, (7, 6, 5), 0, torch.device("cpu")), mode="bilinear",
+                        padding_mode="border", align_corners=False)
+    assert torch.allclose(got, ref, atol=1e-5)
 
 
 def test_files_written_by_preprocess_are_not_normalised_twice(tmp_path):
@@ -442,8 +457,8 @@ def test_files_written_by_preprocess_are_not_normalised_twice(tmp_path):
     (A second CT window mapped every voxel to about 0.83: the lung model then saw a blank pair.)
     """
     from medreg.config import Config
-    from medreg.register import for_preprocessed_files
-    from medreg.training.data import prepare_pair
+    from medreg.inference.bundle import for_preprocessed_files
+    from medreg.inference.prepare import prepare_pair
 
     cfg = Config.model_validate({
         "data": {"dataset": "demo-lung"},
@@ -463,7 +478,7 @@ def test_files_written_by_preprocess_are_not_normalised_twice(tmp_path):
 
 
 def test_files_normalised_otherwise_than_the_training_data_are_an_error(tmp_path):
-    from medreg.register import for_preprocessed_files
+    from medreg.inference.bundle import for_preprocessed_files
     from medreg.transforms.config import PreprocessConfig
 
     model_pre = PreprocessConfig(modalities=["ct"], intensity={"kind": "ct_window"})

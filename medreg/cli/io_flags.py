@@ -1,0 +1,40 @@
+"""The instance-optimisation flags of ``register``, ``evaluate`` and ``bench``, mapped onto one IOConfig here."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def io_upsample_arg(value: str):
+    """argparse type of ``--io-upsample``: an integer K >= 1 or ``data``."""
+    from medreg.inference.io_config import parse_io_upsample
+
+    try:
+        return parse_io_upsample(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def add_io_arguments(parser: argparse.ArgumentParser, *, steps_help: str | None = None) -> None:
+    parser.add_argument("--io-steps", type=int, default=0, metavar="N",
+                        help=steps_help or "instance optimisation: N Adam steps on this pair (default 0)")
+    parser.add_argument("--io-mode", choices=("field", "network"), default="field",
+                        help="field: refine the displacement itself (default, fast); network: fine-tune a copy of the model")
+    parser.add_argument("--io-lr", type=float, default=None, metavar="LR",
+                        help="instance-optimisation learning rate for every stage (default: the preset's rates, "
+                             "voxels a step, for field; train.lr for network)")
+    parser.add_argument("--io-upsample", type=io_upsample_arg, default=1, metavar="K|data",
+                        help="field IO preset: 1 (default: two thirds of the steps at half the network resolution, "
+                             "the rest at full), K > 1 (the last third on a grid K times finer; each such step costs "
+                             "about K^3 times more), or 'data' (the last sixth on the preprocessed data's own grid)")
+
+
+def io_from_args(args: argparse.Namespace):
+    """The flags as an :class:`medreg.inference.io_config.IOConfig` (InputError when they clash)."""
+    from medreg.errors import InputError
+    from medreg.inference.io_config import io_from_flags
+
+    try:
+        return io_from_flags(args.io_steps, args.io_mode, args.io_lr, args.io_upsample)
+    except ValueError as exc:
+        raise InputError(None, str(exc)) from None
