@@ -170,6 +170,17 @@ def test_end_to_end_with_medreg_fake_and_none(prep, true_shift, tiny_run, tmp_pa
     mapped = read_brats_csv(out / rows[("BraTSReg_003", "fake")]["landmarks"])
     np.testing.assert_allclose(mapped.points, read_brats_csv(prep / "pairs" / "BraTSReg_003" / "moving_landmarks.csv").points, atol=1e-4)
 
+    # medreg's TRE is the TRE of the field it wrote: medreg apply on that file reproduces it
+    from medreg.inference.apply import apply_to_points
+
+    med = rows[("BraTSReg_003", "medreg")]
+    fixed_lm = prep / "pairs" / "BraTSReg_003" / "fixed_landmarks.csv"
+    applied = apply_to_points(out / med["field"], fixed_lm, tmp_path / "applied.csv")
+    moving_pts = read_brats_csv(prep / "pairs" / "BraTSReg_003" / "moving_landmarks.csv").points
+    tre_applied = np.linalg.norm(read_brats_csv(applied).points - moving_pts, axis=1)
+    assert float(med["tre_mean"]) == pytest.approx(float(tre_applied.mean()), abs=1e-4)
+    np.testing.assert_allclose(read_brats_csv(out / med["landmarks"]).points, read_brats_csv(applied).points, atol=1e-3)
+
     # BraTS-Reg submission: mapped landmarks and det J on the original fixed grid
     sub = out / "submission" / "fake"
     assert sorted(p.name for p in sub.iterdir()) == sorted([f"{p}.csv" for p in TEST_PAIRS] + [f"{p}_detj.nii.gz" for p in TEST_PAIRS])
