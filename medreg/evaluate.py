@@ -140,7 +140,7 @@ def _fmt_tuple(values, digits: int = 3) -> str:
 
 
 def _run_one(method: EvalMethod, entry, root: Path, opts: EvaluationOptions, channel: str, brats_header: bool,
-             preprocess: Any = None) -> dict[str, Any]:
+             manifest: Any = None) -> dict[str, Any]:
     """Register one pair with one method, score it and write its outputs; a failure becomes a row."""
     import numpy as np
 
@@ -153,7 +153,7 @@ def _run_one(method: EvalMethod, entry, root: Path, opts: EvaluationOptions, cha
     out = Path(opts.out)
     fixed = {c: resolve(root, rel) for c, rel in entry.fixed.items()}
     moving = {c: resolve(root, rel) for c, rel in entry.moving.items()}
-    inputs = PairInputs(entry.id, fixed, moving, channel, preprocess)
+    inputs = PairInputs(entry.id, fixed, moving, channel, manifest)
     geo = entry.fixed_geometry()
     row: dict[str, Any] = {
         "pair": entry.id, "method": method.name, "split": entry.split or "", "threads": int(opts.threads),
@@ -271,7 +271,7 @@ def evaluate(opts: EvaluationOptions) -> EvaluationResult:
             if finished(out, entry.id, method.name):
                 result.skipped += 1
                 continue
-            row = _run_one(method, entry, root, opts, channel, brats_header, manifest.config)
+            row = _run_one(method, entry, root, opts, channel, brats_header, manifest)
             write_row(out, row)
             if row["status"] == "ok":
                 result.done += 1

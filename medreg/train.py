@@ -39,6 +39,7 @@ from medreg.training import distributed
 from medreg.training.data import (LoadPaird, hold_out, StepSampler, TrainPairs, check_manifest, collate_pairs, make_dataset,
                                   split_records)
 from medreg.training.logs import RunLogger
+from medreg.transforms.input_pipeline import InputPipeline
 from medreg.training.validation import validate
 
 
@@ -163,6 +164,7 @@ def train(config: Config | None, data: str | Path, out: str | Path, *, device: s
             raise InputError(manifest_path, f"expected pairs of split {config.data.train_split!r} (data.train_split), "
                                             f"found splits {splits}")
         data_preprocess = manifest.config.model_dump_json()
+        pipeline = InputPipeline.for_model(config, manifest.config).to_json()  # what a new pair must go through
         multiple = required_multiple(config.model)
         hint = f"levels={config.model.levels}, unet_channels={config.model.unet_channels}"
         loader_fn = LoadPaird(config.channels, config.preprocess, multiple, hint)
@@ -235,10 +237,10 @@ def train(config: Config | None, data: str | Path, out: str | Path, *, device: s
                          "scaler": scaler.state_dict() if scaler.is_enabled() else None, "best": result.best,
                          "config_hash": config.config_hash()}
                 save_checkpoint(out / "checkpoints" / "last", model, config.to_json(), step=step, trainer_state=state,
-                                data_preprocess_json=data_preprocess)
+                                data_preprocess_json=data_preprocess, input_pipeline_json=pipeline)
             else:
                 save_checkpoint(out / "checkpoints" / "best", model, config.to_json(), step=step, metrics=metrics,
-                                data_preprocess_json=data_preprocess)
+                                data_preprocess_json=data_preprocess, input_pipeline_json=pipeline)
 
         # -- loop -------------------------------------------------------------------
         for batch in loader:

@@ -12,7 +12,7 @@ pytestmark = [pytest.mark.gpu,
 
 def test_cuda_training_with_amp_runs_and_loads_on_cuda(tmp_path):
     from medreg.config import load_config, preset_path
-    from medreg.io.checkpoint import load_model
+    from medreg.inference.bundle import load_model
     from medreg.train import train
     from medreg.training.synthetic import write_synthetic_dataset
 

@@ -15,7 +15,8 @@ import torch
 
 from medreg.config import load_config, preset_path
 from medreg.errors import ConfigError, InputError
-from medreg.io.checkpoint import load_model, load_trainer_state
+from medreg.inference.bundle import load_bundle, load_model
+from medreg.io.checkpoint import load_trainer_state
 from medreg.train import train
 from medreg.training.data import LoadPaird, StepSampler
 from medreg.transforms.network_grid import network_grid, resample_to_spacing
@@ -62,9 +63,9 @@ def test_short_run_lowers_the_loss_and_the_landmark_error(data, tmp_path):
     model, cfg = load_model(tmp_path / "run")  # the best checkpoint, from the file alone
     assert cfg == config and not model.training
     from medreg.datasets.manifest import read_manifest
-    from medreg.io.checkpoint import load_data_preprocess
-
-    assert load_data_preprocess(tmp_path / "run") == read_manifest(data).config  # how the data was preprocessed
+    bundle = load_bundle(tmp_path / "run")  # the whole input pipeline is in the checkpoint
+    assert bundle.pipeline.data == read_manifest(data).config.model_copy(update={"modalities": cfg.channels})
+    assert bundle.pipeline.network == cfg.preprocess and bundle.pipeline.stages()[-1] == "network_grid"
 
 
 def test_ten_steps_equal_five_plus_resume_plus_five(data, tmp_path):
@@ -282,7 +283,9 @@ def test_prepare_pair_puts_a_new_pair_on_the_network_grid_with_its_geometry():
     centre_vox = np.array([17.0, 21.0, 15.0])
     img = np.exp(-sum((g - c) ** 2 for g, c in zip(grids, centre_vox)) / 50.0).astype(np.float32)
     vol = Volume(img, affine)
-    pair = prepare_pair([vol, vol], [vol, vol], config, data_pre)
+    from medreg.transforms.input_pipeline import InputPipeline
+
+    pair = prepare_pair([vol, vol], [vol, vol], InputPipeline.for_model(config, data_pre))
     assert pair.fixed.shape[:2] == (1, 2) and all(s % 16 == 0 for s in pair.fixed.shape[2:])
     assert np.allclose(np.linalg.norm(pair.geometry.affine[:3, :3], axis=0), 2.0)
     # the blob's centre on the network grid sits at the same world point as in the input

@@ -48,7 +48,7 @@ def medreg_worker(model: str | None, fixed: list[str], moving: list[str], landma
         from medreg.inference.bundle import load_bundle
 
         bundle = load_bundle(model, dev)
-        net, config, data_preprocess = bundle.model, bundle.config, bundle.data_preprocess
+        net, config, pipeline = bundle.model, bundle.config, bundle.pipeline
         what = f"checkpoint {bundle.path}"
     else:
         from medreg.config import load_config, preset_path
@@ -56,14 +56,14 @@ def medreg_worker(model: str | None, fixed: list[str], moving: list[str], landma
 
         config = load_config(preset_path("demo-brain"))
         net = build_model(config.model, len(config.channels)).to(dev).eval()
-        data_preprocess = None
+        pipeline = None
         what = "untrained model of medreg/configs/demo-brain.yaml (timing only; its field is the identity)"
     load_seconds = time.perf_counter() - t0
     runs = []
     res = None
     for _ in range(max(1, int(repeats))):
         res = register_pair(net, config, fixed, moving, device=dev, landmarks=landmarks,
-                            data_preprocess=data_preprocess)
+                            pipeline=pipeline)
         runs.append({"seconds": res.seconds, "timings": res.extra["timings"]})
     assert res is not None
     rss_register = own_peak_rss_mb()

@@ -71,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
 
     from medreg.inference.batch import manifest_jobs, read_pairs_csv, register_batch
-    from medreg.inference.bundle import load_bundle, manifest_config
+    from medreg.inference.bundle import load_bundle, read_manifest_of
     from medreg.inference.outputs import check_out_dir, write_outputs
     from medreg.inference.register import register_pair, resolve_device
 
@@ -83,11 +83,11 @@ def run(args: argparse.Namespace) -> int:
         if args.landmarks:
             check_input_file(args.landmarks, "a landmark file")
     bundle = load_bundle(args.model, device)
-    model, config, data_preprocess = bundle.model, bundle.config, bundle.data_preprocess
+    model, config, pipeline = bundle.model, bundle.config, bundle.pipeline
     info = {"model": str(bundle.path.resolve())}
     if mode == "single":
         result = register_pair(model, config, [Path(p) for p in args.fixed], [Path(p) for p in args.moving],
-                               io=io, device=device, landmarks=args.landmarks, data_preprocess=data_preprocess)
+                               io=io, device=device, landmarks=args.landmarks, pipeline=pipeline)
         files = write_outputs(result, args.out, overwrite=args.overwrite, info={
             **info, "fixed": [str(Path(p).resolve()) for p in args.fixed],
             "moving": [str(Path(p).resolve()) for p in args.moving],
@@ -101,10 +101,10 @@ def run(args: argparse.Namespace) -> int:
     else:
         jobs = manifest_jobs(args.manifest, channels, args.split)
         # the manifest's files are normalised already: keep their intensities (same normalisation as the model's)
-        data_preprocess = bundle.pipeline_for(manifest_config(args.manifest), Path(args.manifest))
+        pipeline = bundle.pipeline_for(read_manifest_of(args.manifest), Path(args.manifest))
     if not jobs:
         raise InputError(Path(args.pairs or args.manifest), "expected at least one pair, found none")
-    summary = register_batch(model, config, jobs, args.out, io=io, device=device, data_preprocess=data_preprocess,
+    summary = register_batch(model, config, jobs, args.out, io=io, device=device, pipeline=pipeline,
                              overwrite=args.overwrite, info=info, progress=not args.no_progress)
     print(summary.text())
     return 0 if summary.ok else 1

@@ -31,12 +31,13 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from medreg.datasets.base import check_safe_relpath
 from medreg.errors import InputError
 from medreg.io.atomic import write_text_atomic
 from medreg.transforms.config import PreprocessConfig
+from medreg.transforms.input_pipeline import stages_of
 from medreg.transforms.defaults import DEFAULTS
 from medreg.transforms.geometry import ImageGeometry
 
@@ -120,6 +121,13 @@ class Manifest(BaseModel):
     data_root: str | None = None
     pairs: list[PairEntry]
     failed: list[FailedEntry] = Field(default_factory=list)
+    stages: list[str] = Field(default_factory=list)  # the input-pipeline stages the files passed (in order)
+
+    @model_validator(mode="after")
+    def _stages(self) -> "Manifest":
+        if not self.stages:  # every stage of its config (manifests written before stages were recorded, too)
+            self.stages = stages_of(self.config)
+        return self
 
     def pair(self, pair_id: str) -> PairEntry:
         for entry in self.pairs:

@@ -8,7 +8,7 @@ the same thread count.
 
 - :class:`BaselineMethod` wraps a :class:`medreg.baselines.Baseline`; classical tools
   register one image, the ``channel`` (default: the first channel of the manifest).
-- :class:`MedregMethod` loads a trained model once (``medreg.io.checkpoint.load_model``)
+- :class:`MedregMethod` loads a trained model once (``medreg.inference.bundle.load_bundle``)
   and calls ``medreg.inference.register.register_pair`` for each pair, with all channels.
 """
 
@@ -27,15 +27,15 @@ from medreg.inference.io_config import NO_IO, IOConfig
 class PairInputs:
     """The preprocessed files of one pair: ``{channel: path}`` for fixed and moving.
 
-    ``preprocess``: the manifest's ``PreprocessConfig`` the files were written with
-    (their intensities are normalised already), or None for raw files.
+    ``manifest``: the ``medreg preprocess`` manifest the files come from (its config and the
+    input-pipeline stages they passed), or None for raw files.
     """
 
     pair_id: str
     fixed: dict[str, Path]
     moving: dict[str, Path]
     channel: str
-    preprocess: Any = None
+    manifest: Any = None
 
     @property
     def fixed_path(self) -> Path:
@@ -89,7 +89,7 @@ class MedregMethod:
     """A trained medreg model, loaded once, registering each pair with ``register_pair``.
 
     Args:
-        run: a run folder, checkpoint folder or ``model.safetensors`` (see ``load_model``).
+        run: a run folder, checkpoint folder or ``model.safetensors`` (see ``load_bundle``).
         io: instance optimisation per pair (default none); the method's name is ``io.method_name()``.
         device: torch device string (``cpu``, ``cuda``, ``cuda:1``; ``auto``: CUDA when present).
     """
@@ -129,7 +129,7 @@ class MedregMethod:
         torch.set_num_threads(int(threads))
         torch.manual_seed(int(seed))
         bundle = self.load()
-        pipeline = bundle.pipeline_for(inputs.preprocess, inputs.fixed_path)
+        pipeline = bundle.pipeline_for(inputs.manifest, inputs.fixed_path)
         channels = bundle.channels
         missing = [c for c in channels if c not in inputs.fixed or c not in inputs.moving]
         if missing:
@@ -139,7 +139,7 @@ class MedregMethod:
         def run() -> Any:
             return register_pair(bundle.model, bundle.config, [inputs.fixed[c] for c in channels],
                                  [inputs.moving[c] for c in channels], io=self.io, device=self.device,
-                                 data_preprocess=pipeline)
+                                 pipeline=pipeline)
 
         if not self._warm:  # one untimed run: thread pools, oneDNN kernels and caches are set up once per process
             run()

@@ -132,7 +132,7 @@ class BatchSummary:
 def register_batch(model: torch.nn.Module, config: Any, jobs: Sequence[PairJob], out_dir: str | Path, *,
                    io: IOConfig = NO_IO, device: str | torch.device = "cpu",
                    overwrite: bool = False, info: dict[str, Any] | None = None, progress: bool = False,
-                   write_h5: bool = True, data_preprocess: Any = None) -> BatchSummary:
+                   write_h5: bool = True, pipeline: Any = None) -> BatchSummary:
     """Register every job with one loaded model into ``out_dir/<id>/``; record ``out_dir/batch.json``.
 
     A pair folder that already holds ``run.json`` is skipped (resume) unless
@@ -158,7 +158,7 @@ def register_batch(model: torch.nn.Module, config: Any, jobs: Sequence[PairJob],
         try:
             check_out_dir(folder, overwrite)
             res = register_pair(model, config, job.fixed, job.moving, io=io, device=device,
-                                landmarks=job.landmarks, data_preprocess=data_preprocess)
+                                landmarks=job.landmarks, pipeline=pipeline)
             write_outputs(res, folder, overwrite=overwrite, write_h5=write_h5,
                           info={**(info or {}), "id": job.id, "fixed": [str(p) for p in job.fixed],
                                 "moving": [str(p) for p in job.moving],

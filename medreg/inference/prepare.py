@@ -1,8 +1,7 @@
 """A new pair, prepared exactly as the model's training pairs were: preprocessing, then the network grid.
 
-:func:`prepare_pair` runs the model's input pipeline (``preprocess_pair`` with the
-preprocessing its training data went through, then
-:func:`medreg.transforms.network_grid.network_grid`) and keeps the preprocessed data
+:func:`prepare_pair` runs the model's input pipeline (:class:`~medreg.transforms.input_pipeline.InputPipeline`:
+the preprocessing its training data went through, then the network grid) and keeps the preprocessed data
 too, for instance optimisation on the data's own grid.
 """
 
@@ -18,8 +17,7 @@ from medreg.geometry import Grid, index_to_normalized
 from medreg.spatial.grid import identity_grid, sample
 from medreg.spatial.transforms import Affine
 from medreg.transforms.geometry import ImageGeometry
-from medreg.transforms.network_grid import network_grid
-from medreg.transforms.pipeline import preprocess_pair
+from medreg.transforms.input_pipeline import InputPipeline
 
 
 @dataclass
@@ -84,24 +82,21 @@ class PreparedPair:
         return out[0], out[1]
 
 
-def prepare_pair(fixed: Sequence[Any], moving: Sequence[Any], config: Any, data_preprocess: Any = None,
+def prepare_pair(fixed: Sequence[Any], moving: Sequence[Any], pipeline: InputPipeline,
                  **pair_options: Any) -> PreparedPair:
     """Preprocess a new pair exactly as the training data was (``fixed``/``moving``: one source per channel).
 
-    ``config`` is the checkpoint's :class:`medreg.config.Config`; ``data_preprocess`` the
-    manifest's preprocessing it was trained on (``medreg.io.checkpoint.load_data_preprocess``;
-    default ``config.preprocess``). The pair goes through ``preprocess_pair`` with
-    ``data_preprocess`` and then :func:`network_grid` with ``config.preprocess``, the same
-    two steps the training pairs went through. ``pair_options`` go to ``preprocess_pair``
-    (e.g. ``fixed_points`` to keep landmarks inside the foreground crop).
+    ``pipeline`` is the model's :class:`~medreg.transforms.input_pipeline.InputPipeline`
+    (:func:`medreg.inference.bundle.load_bundle`, or ``InputPipeline.for_model(config)``):
+    its MONAI stages, then the network grid, the path the training pairs took.
+    ``pair_options`` go to ``preprocess_pair`` (e.g. ``fixed_points`` to keep landmarks
+    inside the foreground crop).
     """
-    pre = data_preprocess if data_preprocess is not None else config.preprocess
-    pre = pre.model_copy(update={"modalities": list(config.channels)})
-    pp = preprocess_pair(list(fixed), list(moving), pre, **pair_options)
+    pp = pipeline.preprocess(fixed, moving, **pair_options)
     fixed_data = torch.from_numpy(np.ascontiguousarray(pp.fixed, dtype=np.float32))
     moving_data = torch.from_numpy(np.ascontiguousarray(pp.moving, dtype=np.float32))
-    f, affine = network_grid(fixed_data, pp.fixed_geometry.affine, config.preprocess)
-    m, _ = network_grid(moving_data, pp.moving_geometry.affine, config.preprocess)
+    f, affine = pipeline.to_network(fixed_data, pp.fixed_geometry.affine)
+    m, _ = pipeline.to_network(moving_data, pp.moving_geometry.affine)
     shape = tuple(int(s) for s in f.shape[1:])
 
     def geo(g) -> ImageGeometry:

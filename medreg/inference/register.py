@@ -40,6 +40,7 @@ from medreg.io.landmarks import Landmarks, check_inside
 from medreg.io.nifti import Volume, check_input_file, load_volume
 from medreg.io.point_files import read_points
 from medreg.memory import own_peak_rss_mb
+from medreg.transforms.input_pipeline import InputPipeline
 
 Source = str | Path | Volume
 
@@ -115,7 +116,7 @@ def _sync(dev: torch.device) -> None:
 
 def register_pair(model: torch.nn.Module, config: Any, fixed_path: Source | Sequence[Source],
                   moving_path: Source | Sequence[Source], *, io: IOConfig = NO_IO, device: str | torch.device = "cpu",
-                  landmarks: str | Path | None = None, data_preprocess: Any = None) -> RegistrationResult:
+                  landmarks: str | Path | None = None, pipeline: InputPipeline | None = None) -> RegistrationResult:
     """Register ``moving`` to ``fixed`` with ``model`` and map the result to the original grids.
 
     Args:
@@ -126,8 +127,8 @@ def register_pair(model: torch.nn.Module, config: Any, fixed_path: Source | Sequ
         io: instance optimisation (:mod:`medreg.inference.io_config`; default none).
         device: ``cpu``, ``cuda`` or ``auto``.
         landmarks: fixed-space landmark file (BraTS-Reg CSV, DIR-Lab txt, Learn2Reg csv).
-        data_preprocess: the preprocessing of the data the model was trained on (the bundle's
-            input pipeline, :mod:`medreg.inference.bundle`; default ``config.preprocess``).
+        pipeline: the model's input pipeline (the bundle's, :mod:`medreg.inference.bundle`; default
+            ``InputPipeline.for_model(config)``: ``config.preprocess`` for both stages).
     """
     t_start = time.perf_counter()
     dev = resolve_device(device)
@@ -150,8 +151,8 @@ def register_pair(model: torch.nn.Module, config: Any, fixed_path: Source | Sequ
     timings["load"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    pair = prepare_pair(fixed_vols, moving_vols, config, data_preprocess,
-                        fixed_points=None if lm is None else lm.points)
+    pipeline = pipeline if pipeline is not None else InputPipeline.for_model(config)
+    pair = prepare_pair(fixed_vols, moving_vols, pipeline, fixed_points=None if lm is None else lm.points)
     timings["preprocess"] = time.perf_counter() - t
     fixed_t, moving_t = pair.fixed.to(dev), pair.moving.to(dev)
 
@@ -210,6 +211,7 @@ def register_pair(model: torch.nn.Module, config: Any, fixed_path: Source | Sequ
                             "to the original grids and warping the moving image (not writing outputs)",
         "preprocessed_shape": list(pair.geometry.shape),
         "preprocessed_spacing": list(pair.geometry.spacing),
+        "input_stages": pipeline.stages(),
         "peak_rss_source": "VmHWM of this process (lifetime peak, an upper bound)",
     }
     if dev.type == "cuda":

@@ -133,17 +133,22 @@ def write_checkpoint_dir(final: str | Path, write_files) -> Path:
 
 # --------------------------------------------------------------------------- model files
 def save_model_file(path: str | Path, model: nn.Module, config_json: str, *, step: int | None = None,
-                    metrics: dict[str, float] | None = None, data_preprocess_json: str | None = None) -> Path:
+                    metrics: dict[str, float] | None = None, data_preprocess_json: str | None = None,
+                    input_pipeline_json: str | None = None) -> Path:
     """Write ``model``'s weights (shared weights stored once) with the config JSON in the metadata.
 
-    ``data_preprocess_json``: the preprocessing the training data went through before
-    the network grid (the manifest's config), so inference can repeat the same path.
+    ``input_pipeline_json``: the model's whole input pipeline
+    (:class:`medreg.transforms.input_pipeline.InputPipeline`), read back by
+    :func:`medreg.inference.bundle.load_bundle`; ``data_preprocess_json`` its first part
+    (the manifest's config), kept for readers of older files.
     """
     from safetensors.torch import save_model
 
     meta = {"format": FORMAT, "version": VERSION, "config": config_json}
     if data_preprocess_json is not None:
         meta["data_preprocess"] = data_preprocess_json
+    if input_pipeline_json is not None:
+        meta["input_pipeline"] = input_pipeline_json
     if step is not None:
         meta["step"] = str(int(step))
     if metrics:
@@ -184,52 +189,16 @@ def read_metadata(path: str | Path) -> dict[str, str]:
     return meta
 
 
-def load_model(path: str | Path, device: str | torch.device = "cpu"):
-    """Load ``(model, config)`` from a checkpoint alone (``model`` in eval mode on ``device``).
-
-    ``config`` is a :class:`medreg.config.Config`: ``config.preprocess`` says how to
-    turn a new pair into network inputs (see ``medreg.training.data.network_grid``).
-    """
-    from safetensors.torch import load_model as st_load
-
-    from medreg.config import config_from_json
-    from medreg.registration.build import build_model
-
-    file = resolve_checkpoint(path)
-    meta = read_metadata(file)
-    config = config_from_json(meta["config"], f"{file} (embedded config)")
-    model = build_model(config.model, len(config.channels))
-    try:
-        st_load(model, str(file), strict=True, device=str(device))
-    except RuntimeError as err:
-        raise InputError(file, f"expected weights matching the embedded config, found: {err}") from None
-    model.to(device).eval()
-    return model, config
-
-
-def load_data_preprocess(path: str | Path):
-    """The ``PreprocessConfig`` the training data went through (None if the checkpoint does not say)."""
-    from medreg.transforms.config import PreprocessConfig
-
-    meta = read_metadata(path)
-    if "data_preprocess" not in meta:
-        return None
-    try:
-        return PreprocessConfig.model_validate_json(meta["data_preprocess"])
-    except ValueError as err:
-        raise InputError(resolve_checkpoint(path), f"expected a valid data_preprocess entry, found: {err}") from None
-
-
 # --------------------------------------------------------------------------- trainer state
 def save_checkpoint(directory: str | Path, model: nn.Module, config_json: str, *, step: int,
                     trainer_state: dict[str, Any] | None = None, metrics: dict[str, float] | None = None,
-                    data_preprocess_json: str | None = None) -> Path:
+                    data_preprocess_json: str | None = None, input_pipeline_json: str | None = None) -> Path:
     """Write ``directory/model.safetensors`` (+ trainer state when given) atomically."""
     from safetensors.torch import save_file
 
     def write(tmp: Path) -> None:
         save_model_file(tmp / MODEL_FILE, model, config_json, step=step, metrics=metrics,
-                        data_preprocess_json=data_preprocess_json)
+                        data_preprocess_json=data_preprocess_json, input_pipeline_json=input_pipeline_json)
         if metrics:
             (tmp / "metrics.json").write_text(json.dumps({"step": step, **metrics}, indent=1, sort_keys=True) + "\n")
         if trainer_state is not None:

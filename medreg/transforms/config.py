@@ -65,15 +65,7 @@ class CtWindow(BaseModel):
         return self
 
 
-class KeepIntensity(BaseModel):
-    """Keep the intensities as they are: for inputs that are already normalised (e.g. written by
-    ``medreg preprocess``), which a second normalisation would change (a CT window maps [0, 1] to a constant)."""
-
-    model_config = _STRICT
-    kind: Literal["none"]
-
-
-Intensity = Annotated[Union[MriPercentile, CtWindow, KeepIntensity], Field(discriminator="kind")]
+Intensity = Annotated[Union[MriPercentile, CtWindow], Field(discriminator="kind")]
 
 
 class PreprocessConfig(BaseModel):
@@ -100,7 +92,7 @@ class PreprocessConfig(BaseModel):
     shape_multiple: int = Field(16, ge=1, le=256)
     max_shape: list[int] | None = Field(None, min_length=3, max_length=3)
     target_shape: list[int] | None = Field(None, min_length=3, max_length=3)
-    pair_grid: Literal["fixed", "independent"] = "fixed"
+    pair_grid: Literal["fixed"] = "fixed"
 
     @field_validator("modalities")
     @classmethod

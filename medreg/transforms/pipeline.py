@@ -7,7 +7,7 @@ dictionary: ``fixed`` and ``moving`` (a list of channel sources each: paths or
 neighbour) and ``fixed_points``/``moving_points`` (LPS mm, (N, 3); kept inside
 the crop).
 
-Steps, with ``pair_grid="fixed"`` (the default):
+Steps (the moving image always ends on the fixed image's grid):
 
 1. ``LoadVolumed``: medreg's validated readers (NIfTI through nibabel, headerless
    DIR-Lab ``.img`` through ``medreg.io.dirlab``; MONAI cannot read the latter),
@@ -23,8 +23,8 @@ Steps, with ``pair_grid="fixed"`` (the default):
 6. ``CenterSpatialCropd`` to ``max_shape`` (if set), ``DivisiblePadd`` to ``shape_multiple``;
    or, with ``target_shape``, ``ResizeWithPadOrCropd`` to exactly that shape.
 
-With ``pair_grid="independent"`` the moving image gets its own steps 3, 5 and 6
-instead. Every step updates the MetaTensor's affine, so world coordinates are
+Step 2 is left out with ``normalize=False`` (files that ``medreg preprocess`` already
+normalised: :class:`~medreg.transforms.input_pipeline.InputPipeline`). Every step updates the MetaTensor's affine, so world coordinates are
 preserved exactly; :class:`~medreg.transforms.geometry.ImageGeometry` records
 the original and preprocessed grids of each image.
 """
@@ -42,7 +42,7 @@ import torch
 from medreg.errors import InputError
 from medreg.geometry.frames import lps_to_voxel
 from medreg.io.nifti import Volume
-from medreg.transforms.config import CtWindow, KeepIntensity, PreprocessConfig
+from medreg.transforms.config import CtWindow, PreprocessConfig
 from medreg.transforms.geometry import ImageGeometry
 
 Source = str | Path | Volume
@@ -190,11 +190,9 @@ class SpacingIfNeededd:
 
 
 def _intensity(config: PreprocessConfig, keys: list[str]):
-    from monai.transforms import Identityd, ScaleIntensityRanged, ScaleIntensityRangePercentilesd
+    from monai.transforms import ScaleIntensityRanged, ScaleIntensityRangePercentilesd
 
     it = config.intensity
-    if isinstance(it, KeepIntensity):
-        return Identityd(keys)
     if isinstance(it, CtWindow):
         return ScaleIntensityRanged(keys, a_min=it.hu_min, a_max=it.hu_max, b_min=0.0, b_max=1.0, clip=True)
     return ScaleIntensityRangePercentilesd(
@@ -242,6 +240,7 @@ def build_pair_pipeline(
     fixed_label: bool = False,
     moving_label: bool = False,
     raw_geometry: Any = None,
+    normalize: bool = True,
 ):
     """The MONAI ``Compose`` for one pair (see the module docstring for the steps)."""
     from monai.transforms import Compose, Orientationd
@@ -249,23 +248,17 @@ def build_pair_pipeline(
     fl = "fixed_label" if fixed_label else None
     ml = "moving_label" if moving_label else None
     labels = [k for k in (fl, ml) if k]
-    steps: list = [
-        LoadVolumed(["fixed", "moving"], labels, raw_geometry),
-        _intensity(config, ["fixed", "moving"]),
-    ]
+    steps: list = [LoadVolumed(["fixed", "moving"], labels, raw_geometry)]
+    if normalize:
+        steps.append(_intensity(config, ["fixed", "moving"]))
     steps += _grid_steps(config, "fixed", fl)
-    if config.pair_grid == "fixed":
-        # reorienting first is exact and cheap, and lets a moving image on the fixed image's grid skip resampling
-        steps.append(Orientationd(["moving"] + ([ml] if ml else []), axcodes=config.orientation, labels=_LABELS))
-        steps.append(ResampleToMatchIfNeededd("moving", "fixed", "bilinear"))
-        if ml:
-            steps.append(ResampleToMatchIfNeededd(ml, "fixed", "nearest"))  # the moving label's own grid may differ
-        keys = ["fixed", "moving"] + labels
-        steps += _shape_steps(config, ["fixed", "moving"], keys, ["fixed_points", "moving_points"], "pair")
-    else:
-        steps += _grid_steps(config, "moving", ml)
-        steps += _shape_steps(config, ["fixed"], ["fixed"] + ([fl] if fl else []), ["fixed_points"], "fixed")
-        steps += _shape_steps(config, ["moving"], ["moving"] + ([ml] if ml else []), ["moving_points"], "moving")
+    # reorienting first is exact and cheap, and lets a moving image on the fixed image's grid skip resampling
+    steps.append(Orientationd(["moving"] + ([ml] if ml else []), axcodes=config.orientation, labels=_LABELS))
+    steps.append(ResampleToMatchIfNeededd("moving", "fixed", "bilinear"))
+    if ml:
+        steps.append(ResampleToMatchIfNeededd(ml, "fixed", "nearest"))  # the moving label's own grid may differ
+    keys = ["fixed", "moving"] + labels
+    steps += _shape_steps(config, ["fixed", "moving"], keys, ["fixed_points", "moving_points"], "pair")
     return Compose(steps)
 
 
@@ -282,7 +275,7 @@ class PreprocessedPair:
     """A preprocessed pair: channel-first arrays, optional label maps, and each image's geometry."""
 
     fixed: np.ndarray  # (C, X, Y, Z)
-    moving: np.ndarray  # (C, X', Y', Z'); the fixed grid when pair_grid="fixed"
+    moving: np.ndarray  # (C, X, Y, Z), on the fixed grid
     fixed_geometry: ImageGeometry
     moving_geometry: ImageGeometry
     fixed_label: np.ndarray | None = None  # (X, Y, Z) int16
@@ -308,13 +301,18 @@ def preprocess_pair(
     fixed_points: np.ndarray | None = None,
     moving_points: np.ndarray | None = None,
     raw_geometry: Any = None,
+    normalize: bool = True,
 ) -> PreprocessedPair:
-    """Run the pair pipeline; ``fixed``/``moving`` list one source per channel (``config.modalities`` order)."""
+    """Run the pair pipeline; ``fixed``/``moving`` list one source per channel (``config.modalities`` order).
+
+    ``normalize=False`` leaves the intensities as they are (files already normalised).
+    """
     for role, sources in (("fixed", fixed), ("moving", moving)):
         if len(sources) != len(config.modalities):
             raise ValueError(f"expected {len(config.modalities)} {role} channels {config.modalities}, found {len(sources)}")
     pipeline = build_pair_pipeline(
-        config, fixed_label=fixed_label is not None, moving_label=moving_label is not None, raw_geometry=raw_geometry
+        config, fixed_label=fixed_label is not None, moving_label=moving_label is not None, raw_geometry=raw_geometry,
+        normalize=normalize,
     )
     data = {
         "fixed": list(fixed), "moving": list(moving),

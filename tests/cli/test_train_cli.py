@@ -6,7 +6,8 @@ import pytest
 
 from medreg.cli.main import main
 from medreg.config import preset_path
-from medreg.io.checkpoint import load_model, read_metadata
+from medreg.inference.bundle import load_model
+from medreg.io.checkpoint import read_metadata
 from medreg.training.synthetic import write_synthetic_dataset
 
 TINY = ["--set", "model.unet_channels=[4, 8, 8]", "--set", "train.val_every=2", "--set", "data.val_pairs=1"]

@@ -276,7 +276,10 @@ def test_finer_images_sample_the_preprocessed_data_on_the_network_box(translated
     from medreg.inference.prepare import prepare_pair
 
     cfg = make_config(spacing=(3.0, 3.0, 3.0))
-    pair = prepare_pair([load_volume(translated_pair["fixed"])], [load_volume(translated_pair["moving"])], cfg)
+    from medreg.transforms.input_pipeline import InputPipeline
+
+    pair = prepare_pair([load_volume(translated_pair["fixed"])], [load_volume(translated_pair["moving"])],
+                        InputPipeline.for_model(cfg))
     k = 2
     moving_f, fixed_f = pair.finer(k)
     net = np.array(pair.geometry.shape)
@@ -457,8 +460,8 @@ def test_files_written_by_preprocess_are_not_normalised_twice(tmp_path):
     (A second CT window mapped every voxel to about 0.83: the lung model then saw a blank pair.)
     """
     from medreg.config import Config
-    from medreg.inference.bundle import for_preprocessed_files
     from medreg.inference.prepare import prepare_pair
+    from medreg.transforms.input_pipeline import InputPipeline, stages_of
 
     cfg = Config.model_validate({
         "data": {"dataset": "demo-lung"},
@@ -469,19 +472,25 @@ def test_files_written_by_preprocess_are_not_normalised_twice(tmp_path):
     rng = np.random.default_rng(0)
     img = rng.random((16, 12, 8)).astype(np.float32)  # already windowed to [0, 1]
     path = save_volume(tmp_path / "fixed_ct.nii.gz", img, np.eye(4))
-    keep = for_preprocessed_files(cfg.preprocess, cfg.preprocess, path)
-    assert keep.intensity.kind == "none" and keep.spacing == cfg.preprocess.spacing
-    pair = prepare_pair([path], [path], cfg, keep)
+    model = InputPipeline.for_model(cfg)
+    files = model.for_files(cfg.preprocess, stages_of(cfg.preprocess), path)
+    assert "intensity" in model.stages() and "intensity" not in files.stages()
+    assert files.stages()[-1] == "network_grid" and files.data == model.data
+    pair = prepare_pair([path], [path], files)
     np.testing.assert_allclose(pair.fixed[0, 0].numpy(), img, atol=1e-6)
-    twice = prepare_pair([path], [path], cfg, cfg.preprocess)  # what happened before: the window again
+    twice = prepare_pair([path], [path], model)  # what happened before: the window again
     assert float(twice.fixed.std()) < 1e-3
+    assert InputPipeline.from_json(files.to_json()) == files
 
 
 def test_files_normalised_otherwise_than_the_training_data_are_an_error(tmp_path):
-    from medreg.inference.bundle import for_preprocessed_files
+    from medreg.config import Config
     from medreg.transforms.config import PreprocessConfig
+    from medreg.transforms.input_pipeline import InputPipeline
 
-    model_pre = PreprocessConfig(modalities=["ct"], intensity={"kind": "ct_window"})
+    cfg = Config.model_validate({"data": {"dataset": "demo-lung"},
+                                 "preprocess": {"modalities": ["ct"], "intensity": {"kind": "ct_window"}},
+                                 "model": {"levels": 1, "unet_channels": [4, 8]}})
     files_pre = PreprocessConfig(modalities=["ct"], intensity={"kind": "ct_window", "hu_min": -1200.0})
     with pytest.raises(InputError, match=r"manifest\.json.*trained on intensities normalised as"):
-        for_preprocessed_files(model_pre, files_pre, tmp_path / "manifest.json")
+        InputPipeline.for_model(cfg).for_files(files_pre, ["intensity"], tmp_path / "manifest.json")

@@ -11,6 +11,7 @@ import torch
 
 from medreg.config import load_config, preset_path
 from medreg.errors import InputError
+from medreg.inference.bundle import load_model
 from medreg.io import checkpoint as ckpt
 from medreg.registration.build import build_model
 
@@ -34,7 +35,7 @@ def test_model_loads_from_the_file_alone(tmp_path, shared):
     model = _trained_model(config)
     ckpt.save_checkpoint(tmp_path / "run" / "checkpoints" / "last", model, config.to_json(), step=7)
     file = tmp_path / "run" / "checkpoints" / "last" / "model.safetensors"
-    loaded, loaded_config = ckpt.load_model(file)
+    loaded, loaded_config = load_model(file)
     assert loaded_config == config
     for (name, a), (_, b) in zip(model.state_dict().items(), loaded.state_dict().items()):
         assert torch.equal(a, b), name
@@ -54,13 +55,13 @@ def test_not_a_medreg_checkpoint(tmp_path):
     other = tmp_path / "other.safetensors"
     save_file({"w": torch.zeros(2)}, str(other))
     with pytest.raises(InputError, match="medreg checkpoint"):
-        ckpt.load_model(other)
+        load_model(other)
     junk = tmp_path / "junk.safetensors"
     junk.write_bytes(b"not a safetensors file")
     with pytest.raises(InputError, match="unreadable"):
-        ckpt.load_model(junk)
+        load_model(junk)
     with pytest.raises(InputError, match="found nothing"):
-        ckpt.load_model(tmp_path / "missing")
+        load_model(tmp_path / "missing")
 
 
 def test_trainer_state_round_trip_is_exact(tmp_path):
@@ -112,7 +113,7 @@ def test_a_write_killed_midway_leaves_the_previous_checkpoint(tmp_path, monkeypa
     with pytest.raises(KeyboardInterrupt):
         ckpt.save_checkpoint(tmp_path / "last", second, config.to_json(), step=10, trainer_state={"step": 10})
     monkeypatch.setattr(safetensors.torch, "save_file", real_save_file)
-    loaded, _ = ckpt.load_model(tmp_path / "last")
+    loaded, _ = load_model(tmp_path / "last")
     for a, b in zip(first.state_dict().values(), loaded.state_dict().values()):
         assert torch.equal(a, b)
     assert ckpt.load_trainer_state(tmp_path / "last")["step"] == 5
