@@ -16,50 +16,45 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from medreg.geometry import Grid
 from medreg.spatial.grid import sample, voxel_to_normalized
-
-
-def _spacing(affine: np.ndarray) -> np.ndarray:
-    return np.linalg.norm(np.asarray(affine, dtype=np.float64)[:3, :3], axis=0)
 
 
 def resample_to_spacing(image: torch.Tensor, affine: np.ndarray, spacing: Sequence[float] | None,
                         ) -> tuple[torch.Tensor, np.ndarray]:
     """Bring ``image (C, X, Y, Z)`` with voxel->RAS ``affine`` to ``spacing`` mm (same orientation).
 
-    Integer coarsening factors use block averages (no aliasing); other factors use
-    trilinear sampling. The new voxel ``j`` covers old voxels ``j*f .. j*f + f - 1``,
-    its centre at old index ``j*f + (f - 1) / 2``; the affine says exactly that.
+    The target grid is :meth:`medreg.geometry.Grid.resampled` (new voxel ``j`` covers old
+    voxels ``j f .. j f + f - 1``). Integer coarsening factors use block averages (no
+    aliasing); other factors sample trilinearly at the new voxel centres.
     """
-    affine = np.asarray(affine, dtype=np.float64)
+    src = Grid(affine, tuple(image.shape[1:]))
     if spacing is None:
-        return image, affine
-    factors = np.asarray(spacing, dtype=np.float64) / _spacing(affine)
+        return image, src.affine
+    factors = np.asarray(spacing, dtype=np.float64) / np.asarray(src.spacing)
     if np.allclose(factors, 1.0, atol=1e-4):
-        return image, affine
-    shape = np.asarray(image.shape[1:])
+        return image, src.affine
     rounded = np.round(factors)
     if np.allclose(factors, rounded, atol=1e-4) and (rounded >= 1).all():
         k = rounded.astype(int)
-        pad = (-shape) % k
+        target = src.resampled(np.asarray(src.spacing) * k)
+        pad = np.asarray(target.shape) * k - np.asarray(src.shape)
         x = F.pad(image[None], [p for a in reversed(range(3)) for p in (0, int(pad[a]))])
         out = F.avg_pool3d(x, kernel_size=tuple(int(v) for v in k), stride=tuple(int(v) for v in k))[0]
-        factors = k.astype(np.float64)
     else:
-        new_shape = np.maximum(1, np.round(shape / factors)).astype(int)
-        axes = [torch.arange(n, dtype=torch.float64) * f + (f - 1) / 2 for n, f in zip(new_shape, factors)]
+        target = src.resampled(spacing, shape=np.maximum(1, np.round(np.asarray(src.shape) / factors)).astype(int))
+        m = src.index_from(target)  # axis-aligned: new index -> old index, per axis
+        axes = [torch.arange(n, dtype=torch.float64) * m[a, a] + m[a, 3] for a, n in enumerate(target.shape)]
         idx = torch.stack(torch.meshgrid(*axes, indexing="ij"))[None]
-        coords = voxel_to_normalized(idx, tuple(int(s) for s in shape)).to(image.dtype)
+        coords = voxel_to_normalized(idx, src.shape).to(image.dtype)
         out = sample(image[None], coords, mode="linear", padding_mode="zeros")[0]
-    step = np.eye(4)
-    step[:3, :3] = np.diag(factors)
-    step[:3, 3] = (factors - 1) / 2
-    return out.contiguous(), affine @ step
+    return out.contiguous(), target.affine
 
 
 def pad_to_multiple(image: torch.Tensor, multiple: int) -> torch.Tensor:
-    """Zero-pad ``(C, X, Y, Z)`` at the end of each axis to a multiple (the affine is unchanged)."""
-    pad = [(-s) % multiple for s in image.shape[1:]]
+    """Zero-pad ``(C, X, Y, Z)`` at the end of each axis to :meth:`Grid.padded`'s shape (the affine is unchanged)."""
+    target = Grid(np.eye(4), tuple(image.shape[1:])).padded(multiple)
+    pad = [t - s for t, s in zip(target.shape, image.shape[1:])]
     if not any(pad):
         return image
     return F.pad(image[None], [p for a in reversed(range(3)) for p in (0, pad[a])])[0]
