@@ -1,4 +1,4 @@
-"""The evaluation protocol behind ``medreg evaluate`` (BraTS-Reg style, REFERENCE §2-§4).
+"""The evaluation protocol behind ``medreg evaluate`` (BraTS-Reg style, docs/reference.md §2-§4).
 
 Every method (medreg's model, with and without instance optimisation, and the baselines)
 registers the same pairs: the preprocessed fixed and moving files of the manifest's split,

@@ -1,4 +1,4 @@
-"""ANTs baselines through antspyx (REFERENCE §5).
+"""ANTs baselines through antspyx (docs/reference.md §5).
 
 Presets (``ants:PRESET``; ``ants`` alone means ``syn-quick``):
 

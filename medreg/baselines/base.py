@@ -1,6 +1,6 @@
 """The one interface every baseline follows, and the isolated process they run in.
 
-Convention (STYLE §2, REFERENCE §4-§5): a baseline registers ``moving`` to
+Convention (README Conventions; docs/reference.md §4-§5): a baseline registers ``moving`` to
 ``fixed`` and returns a displacement ``u`` on the *fixed* voxel grid, in LPS mm,
 such that ``phi(x) = x + u(x)`` maps fixed-space points to moving-space points
 (ITK's and ANTs' direction of a forward transform; ``warped = moving ∘ phi``).

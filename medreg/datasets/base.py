@@ -4,7 +4,7 @@ A pair names its files only (nothing is loaded). ``fixed``/``moving`` map a
 channel or modality name to an image path (NIfTI, or a headerless DIR-Lab
 ``.img`` described by ``raw_geometry``). Landmarks are read on demand by
 :func:`load_pair_landmarks`, which returns LPS mm points joined by name.
-Registration direction (STYLE §2): ``phi`` maps fixed points to moving points.
+Registration direction (README, Conventions): ``phi`` maps fixed points to moving points.
 """
 
 from __future__ import annotations

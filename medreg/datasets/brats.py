@@ -1,4 +1,4 @@
-"""BraTS-Reg layout (REFERENCE §2): pre-operative baseline vs follow-up brain MRI.
+"""BraTS-Reg layout (docs/reference.md §2): pre-operative baseline vs follow-up brain MRI.
 
 Accepted layout (root = the folder holding the case folders)::
 

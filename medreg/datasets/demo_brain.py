@@ -1,7 +1,7 @@
 """demo-brain: BraTS-Reg-style baseline/follow-up pairs from the real MNI152 template, exact ground truth.
 
 Each case is built from the MNI152 2009a T1 template and its GM/WM maps
-(REFERENCE §1, fetched from the nilearn wheel), kept on their 1 mm grid
+(docs/reference.md §1, fetched from the nilearn wheel), kept on their 1 mm grid
 (197x233x189) and written with the BraTS-Reg header style (sform code 1,
 qform code 0, rows ``[-1,0,0,0], [0,-1,0,Y-1], [0,0,1,0]``; the array is
 flipped so the anatomy keeps its true orientation in world space).

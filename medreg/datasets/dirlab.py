@@ -1,4 +1,4 @@
-"""DIR-Lab lung CT layouts: 4DCT (``dirlab``) and COPDGene (``copd``), REFERENCE §3.
+"""DIR-Lab lung CT layouts: 4DCT (``dirlab``) and COPDGene (``copd``), docs/reference.md §3.
 
 Accepted 4DCT layout (DIR-Lab's download packs; folder and file names are
 matched case-insensitively, files are searched anywhere below the case folder)::

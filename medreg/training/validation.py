@@ -1,4 +1,4 @@
-"""Validation on held-out pairs: loss terms and landmark error in mm (REFERENCE §4).
+"""Validation on held-out pairs: loss terms and landmark error in mm (docs/reference.md §4).
 
 For each fixed landmark ``p`` (LPS mm): world -> voxel of the network grid ->
 normalized coordinates -> ``phi`` -> moving voxel (same grid) -> LPS mm, and

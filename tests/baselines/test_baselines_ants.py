@@ -1,4 +1,4 @@
-"""ANTs through antspyx: the forward transform's direction and the LPS mm convention (REFERENCE §5)."""
+"""ANTs through antspyx: the forward transform's direction and the LPS mm convention (docs/reference.md §5)."""
 
 from __future__ import annotations
 

@@ -193,7 +193,8 @@ def test_bench_register_times_medreg_on_a_demo_style_pair(tmp_path):
 
     from scipy.ndimage import gaussian_filter
 
-    from medreg.cli.bench_register import add_register, bench_register, format_report
+    from medreg.cli.bench_register import add_register
+    from medreg.evaluation.bench_register import bench_register, format_report
     from medreg.datasets.demo_brain import case_files
 
     root = tmp_path / "demo"

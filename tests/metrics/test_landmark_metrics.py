@@ -1,4 +1,4 @@
-"""Landmark metrics against hand-computed values (REFERENCE §4)."""
+"""Landmark metrics against hand-computed values (docs/reference.md §4)."""
 
 import numpy as np
 import pytest
