@@ -18,7 +18,7 @@ Landmarks are world points, so they are the same in the original and in the
 preprocessed images. Each entry's ``geometry`` holds, per image, the original
 grid (``original_affine``, ``original_shape``) and the preprocessed grid
 (``affine``, ``shape``); affines are NIfTI voxel -> RAS mm.
-See :class:`medreg.transforms.geometry.ImageGeometry` to map points and images back.
+See :class:`medreg.geometry.image_geometry.ImageGeometry` to map points and images back.
 
 Every path in the manifest is relative to the manifest's folder; paths that
 escape it (``../``, absolute) are rejected by :func:`read_manifest`.
@@ -35,11 +35,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from medreg.datasets.base import check_safe_relpath
 from medreg.errors import InputError
+from medreg.geometry.image_geometry import ImageGeometry
 from medreg.io.atomic import write_text_atomic
 from medreg.transforms.config import PreprocessConfig
 from medreg.transforms.input_pipeline import stages_of
 from medreg.transforms.defaults import DEFAULTS
-from medreg.transforms.geometry import ImageGeometry
 
 MANIFEST_FORMAT = "medreg-preprocess"
 MARKER_NAME = ".medreg-preprocess"

@@ -14,9 +14,9 @@ import numpy as np
 import torch
 
 from medreg.geometry import Grid, index_to_normalized
+from medreg.geometry.image_geometry import ImageGeometry
 from medreg.spatial.grid import identity_grid, sample
 from medreg.spatial.transforms import Affine
-from medreg.transforms.geometry import ImageGeometry
 from medreg.transforms.input_pipeline import InputPipeline
 
 
@@ -26,7 +26,7 @@ class PreparedPair:
 
     ``geometry`` maps the network grid of the fixed image back to its original file
     (``geometry.affine`` is network voxel -> RAS mm; ``geometry.original_*`` the input
-    image), see :class:`medreg.transforms.geometry.ImageGeometry`. The moving image is
+    image), see :class:`medreg.geometry.image_geometry.ImageGeometry`. The moving image is
     on the same network grid; ``moving_geometry`` records its original file.
     """
 

@@ -25,7 +25,7 @@ Steps (the moving image always ends on the fixed image's grid):
 
 Step 2 is left out with ``normalize=False`` (files that ``medreg preprocess`` already
 normalised: :class:`~medreg.transforms.input_pipeline.InputPipeline`). Every step updates the MetaTensor's affine, so world coordinates are
-preserved exactly; :class:`~medreg.transforms.geometry.ImageGeometry` records
+preserved exactly; :class:`~medreg.geometry.image_geometry.ImageGeometry` records
 the original and preprocessed grids of each image.
 """
 
@@ -41,9 +41,9 @@ import torch
 
 from medreg.errors import InputError
 from medreg.geometry.frames import lps_to_voxel
+from medreg.geometry.image_geometry import ImageGeometry
 from medreg.io.nifti import Volume
 from medreg.transforms.config import CtWindow, PreprocessConfig
-from medreg.transforms.geometry import ImageGeometry
 
 Source = str | Path | Volume
 _LABELS = (("L", "R"), ("P", "A"), ("I", "S"))

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from medreg.transforms.config import config_from_dict
-from medreg.transforms.geometry import ImageGeometry
+from medreg.geometry.image_geometry import ImageGeometry
 from medreg.transforms.pipeline import preprocess_pair
 
 CENTRE = np.array([10.0, -20.0, 30.0])  # LPS mm

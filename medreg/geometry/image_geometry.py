@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from medreg.geometry.frames import lps_to_voxel, voxel_to_lps
+from medreg.geometry.grid import Grid
 
 
 def _affine(value: Any) -> np.ndarray:
@@ -53,6 +54,16 @@ class ImageGeometry:
         object.__setattr__(self, "original_shape", _shape(self.original_shape))
         object.__setattr__(self, "shape", _shape(self.shape))
 
+    @property
+    def grid(self) -> Grid:
+        """The preprocessed grid."""
+        return Grid(self.affine, self.shape)
+
+    @property
+    def original_grid(self) -> Grid:
+        """The original (input file's) grid."""
+        return Grid(self.original_affine, self.original_shape)
+
     # -- points ----------------------------------------------------------------
     def lps_to_voxel(self, points_lps: np.ndarray) -> np.ndarray:
         """World points (LPS mm, (N, 3)) -> continuous 0-based voxel indices of the preprocessed grid."""
@@ -77,7 +88,7 @@ class ImageGeometry:
 
     def original_to_preprocessed_matrix(self) -> np.ndarray:
         """4x4 matrix taking original voxel indices to preprocessed voxel indices."""
-        return np.linalg.solve(self.affine, self.original_affine)
+        return self.grid.index_from(self.original_grid)
 
     # -- images ----------------------------------------------------------------
     def resample_to_original(self, array: np.ndarray, *, order: int = 1, cval: float = 0.0) -> np.ndarray:
