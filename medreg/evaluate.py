@@ -38,6 +38,7 @@ from typing import Any
 
 from medreg.errors import ConfigError, InputError
 from medreg.evaluation.methods import EvalMethod, PairInputs, build_methods
+from medreg.inference.global_stage import GlobalConfig
 from medreg.inference.io_config import NO_IO, IOConfig
 from medreg.evaluation.outputs import method_slug, pair_output_dir, write_displacement_field, write_submission
 from medreg.evaluation.rows import PATH_COLUMNS, finished, metrics_csv_text, read_metrics_csv, read_rows, write_row
@@ -62,6 +63,7 @@ class EvaluationOptions:
     model: Path | None = None
     baselines: list[str] = field(default_factory=list)
     io: IOConfig = NO_IO
+    global_stage: GlobalConfig = field(default_factory=GlobalConfig)
     split: str = "test"
     threads: int = 1
     shard: Shard = field(default_factory=Shard)
@@ -245,13 +247,13 @@ def evaluate(opts: EvaluationOptions) -> EvaluationResult:
         if channel not in e.fixed or channel not in e.moving:
             raise InputError(manifest_path, f"pair {e.id!r}: expected channel {channel!r}, found {sorted(e.fixed)}")
     methods = opts.methods if opts.methods is not None else build_methods(opts.model, list(opts.baselines), io=opts.io,
-                                                                           device=opts.device)
+                                                                           device=opts.device, global_stage=opts.global_stage)
     out = Path(opts.out)
     info = {
         "format": "medreg-evaluation", "dataset": manifest.dataset, "data": str(root.resolve()), "split": opts.split,
         "split_pairs": len(split_pairs), "shard": str(opts.shard), "pairs": [e.id for e in pairs],
         "threads": int(opts.threads), "channel": channel, "channels": channels, "seed": int(opts.seed),
-        "model": None if opts.model is None else str(opts.model), "io": opts.io.describe(),
+        "model": None if opts.model is None else str(opts.model), "io": opts.io.describe(), "global": opts.global_stage.mode,
         "methods": [m.describe() for m in methods], "reference": _reference(methods),
         "machine": machine_info([m.device for m in methods]), "command": opts.command, "started": _now(),
         "submission": bool(opts.submission),

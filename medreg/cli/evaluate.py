@@ -15,7 +15,7 @@ import shlex
 import sys
 import textwrap
 
-from medreg.cli.io_flags import add_io_arguments, io_from_args
+from medreg.cli.io_flags import add_global_argument, add_io_arguments, global_from_args, io_from_args
 from medreg.datasets.names import DATASETS as DATASET_CHOICES
 
 
@@ -55,6 +55,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--baseline", metavar="SPEC", action="append", default=[],
                         help="baseline to compare (repeatable): none, ants (= ants:syn-quick), ants:affine, ants:syn-quick, "
                              "ants:syn, ants:syn-cc, elastix, fireants. The first one is the reference for time and TRE ratios")
+    add_global_argument(parser)
     add_io_arguments(parser, steps_help="also evaluate medreg with N steps of instance optimisation per pair "
                                         "(default 0: network only); named medreg+ioN, medreg+ioNxK, medreg+ioN-data")
     parser.add_argument("--split", default="test", help="manifest split to evaluate, or 'all' (default: test)")
@@ -97,6 +98,8 @@ def _command(args: argparse.Namespace) -> str:
             parts += ["--io-upsample", str(args.io_upsample)]
         if args.io_lr is not None:
             parts += ["--io-lr", str(args.io_lr)]
+    if args.global_mode != "none":
+        parts += ["--global", args.global_mode]
     parts += ["--split", args.split]
     if args.threads:
         parts += ["--threads", str(args.threads)]
@@ -143,7 +146,7 @@ def run(args: argparse.Namespace) -> int:
         return _fail("expected --model RUN and/or at least one --baseline SPEC, found neither")
     opts = EvaluationOptions(
         dataset=args.dataset, data=Path(args.data), out=Path(args.out),
-        model=None if args.model is None else Path(args.model), baselines=list(args.baseline), io=io_from_args(args),
+        model=None if args.model is None else Path(args.model), baselines=list(args.baseline), io=io_from_args(args), global_stage=global_from_args(args),
         split=args.split, threads=args.threads or _default_threads(), shard=parse_shard(args.shard),
         submission=args.submission, device=args.device, channel=args.channel, seed=args.seed,
         save_fields=not args.no_fields, progress=not args.no_progress, max_qc_pairs=args.max_qc_pairs,

@@ -1,4 +1,4 @@
-"""The instance-optimisation flags of ``register``, ``evaluate`` and ``bench``, mapped onto one IOConfig here."""
+"""The instance-optimisation and global-stage flags of ``register`` and ``evaluate``, mapped onto their typed objects here."""
 
 from __future__ import annotations
 
@@ -27,6 +27,19 @@ def add_io_arguments(parser: argparse.ArgumentParser, *, steps_help: str | None 
                         help="field IO preset: 1 (default: two thirds of the steps at half the network resolution, "
                              "the rest at full), K > 1 (the last third on a grid K times finer; each such step costs "
                              "about K^3 times more), or 'data' (the last sixth on the preprocessed data's own grid)")
+
+
+def add_global_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--global", dest="global_mode", choices=("none", "rigid", "affine"), default="none",
+                        help="a global stage before the network: centres of mass, then a rigid (or rigid + affine) "
+                             "pyramid on the pair (default none)")
+
+
+def global_from_args(args: argparse.Namespace):
+    """``--global`` as a :class:`medreg.inference.global_stage.GlobalConfig`."""
+    from medreg.inference.global_stage import GlobalConfig
+
+    return GlobalConfig(args.global_mode)
 
 
 def io_from_args(args: argparse.Namespace):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from medreg.cli.io_flags import add_io_arguments, io_from_args
+from medreg.cli.io_flags import add_global_argument, add_io_arguments, global_from_args, io_from_args
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -30,6 +30,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     src.add_argument("--split", default=None, help="with --manifest: only this split (e.g. test)")
     parser.add_argument("--out", required=True, metavar="DIR", help="output folder (new or empty unless --overwrite)")
     add_io_arguments(parser)
+    add_global_argument(parser)
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     parser.add_argument("--threads", type=int, default=None, metavar="N", help="CPU threads for torch (default: torch's)")
     parser.add_argument("--overwrite", action="store_true", help="replace outputs in a non-empty DIR (or redo finished pairs)")
@@ -65,6 +66,7 @@ def run(args: argparse.Namespace) -> int:
 
     mode = _mode(args)
     io = io_from_args(args)
+    global_stage = global_from_args(args)
     if args.threads is not None:
         if args.threads < 1:
             raise InputError(None, f"expected --threads >= 1, found {args.threads}")
@@ -87,11 +89,14 @@ def run(args: argparse.Namespace) -> int:
     info = {"model": str(bundle.path.resolve())}
     if mode == "single":
         result = register_pair(model, config, [Path(p) for p in args.fixed], [Path(p) for p in args.moving],
-                               io=io, device=device, landmarks=args.landmarks, pipeline=pipeline)
+                               io=io, device=device, landmarks=args.landmarks, pipeline=pipeline,
+                               global_stage=global_stage)
         files = write_outputs(result, args.out, overwrite=args.overwrite, info={
             **info, "fixed": [str(Path(p).resolve()) for p in args.fixed],
             "moving": [str(Path(p).resolve()) for p in args.moving],
             "landmarks": None if args.landmarks is None else str(Path(args.landmarks).resolve())})
+        if result.global_matrix is not None:
+            print(result.extra["global"]["message"])
         print(f"registered in {result.seconds:.2f} s on {result.extra['device']} ({result.threads} threads), "
               f"peak memory {result.peak_rss_mb:.0f} MB -> {args.out} ({', '.join(files)})")
         return 0
@@ -104,7 +109,7 @@ def run(args: argparse.Namespace) -> int:
         pipeline = bundle.pipeline_for(read_manifest_of(args.manifest), Path(args.manifest))
     if not jobs:
         raise InputError(Path(args.pairs or args.manifest), "expected at least one pair, found none")
-    summary = register_batch(model, config, jobs, args.out, io=io, device=device, pipeline=pipeline,
+    summary = register_batch(model, config, jobs, args.out, io=io, device=device, pipeline=pipeline, global_stage=global_stage,
                              overwrite=args.overwrite, info=info, progress=not args.no_progress)
     print(summary.text())
     return 0 if summary.ok else 1

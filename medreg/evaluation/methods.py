@@ -20,6 +20,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from medreg.baselines.base import BaselineResult
 from medreg.errors import ConfigError, InputError
+from medreg.inference.global_stage import GlobalConfig
 from medreg.inference.io_config import NO_IO, IOConfig
 
 
@@ -95,8 +96,9 @@ class MedregMethod:
     """
 
     def __init__(self, run: str | Path, *, io: IOConfig = NO_IO, device: str = "cpu",
-                 share_model_of: "MedregMethod | None" = None):
+                 share_model_of: "MedregMethod | None" = None, global_stage: GlobalConfig = GlobalConfig()):
         self.io = io
+        self.global_stage = global_stage
         self.run = Path(run)
         if device == "auto":
             import torch
@@ -104,6 +106,8 @@ class MedregMethod:
             device = "cuda" if torch.cuda.is_available() else "cpu"
         self.device = str(device)
         self.name = io.method_name()
+        if global_stage.enabled:  # medreg+affine, medreg+affine+io15
+            self.name = self.name.replace("medreg", f"medreg+{global_stage.mode}", 1)
         self._warm = False
         self._loaded: Any = None
         self._share = share_model_of
@@ -139,7 +143,7 @@ class MedregMethod:
         def run() -> Any:
             return register_pair(bundle.model, bundle.config, [inputs.fixed[c] for c in channels],
                                  [inputs.moving[c] for c in channels], io=self.io, device=self.device,
-                                 pipeline=pipeline)
+                                 pipeline=pipeline, global_stage=self.global_stage)
 
         if not self._warm:  # one untimed run: thread pools, oneDNN kernels and caches are set up once per process
             run()
@@ -151,7 +155,7 @@ class MedregMethod:
         return result
 
     def describe(self) -> dict[str, Any]:
-        return {"name": self.name, "kind": "medreg", "run": str(self.run), "io": self.io.describe(),
+        return {"name": self.name, "kind": "medreg", "run": str(self.run), "io": self.io.describe(), "global": self.global_stage.mode,
                 "device": self.device, "timing": "after one untimed warm-up registration per process"}
 
 
@@ -161,6 +165,7 @@ def build_methods(
     *,
     io: IOConfig = NO_IO,
     device: str = "cpu",
+    global_stage: GlobalConfig = GlobalConfig(),
 ) -> list[EvalMethod]:
     """The methods of one evaluation, in report order: medreg (and medreg+ioN), then the baselines.
 
@@ -169,9 +174,10 @@ def build_methods(
     """
     methods: list[EvalMethod] = []
     if model is not None:
-        methods.append(MedregMethod(model, device=device))
+        methods.append(MedregMethod(model, device=device, global_stage=global_stage))
         if io.enabled:
-            methods.append(MedregMethod(model, io=io, device=device, share_model_of=methods[0]))  # type: ignore[arg-type]
+            methods.append(MedregMethod(model, io=io, device=device, share_model_of=methods[0],  # type: ignore[arg-type]
+                                        global_stage=global_stage))
     methods.extend(BaselineMethod(spec) for spec in baselines)
     if not methods:
         raise ConfigError("expected a model (--model RUN) or at least one --baseline, found neither")

@@ -130,7 +130,7 @@ class BatchSummary:
 
 
 def register_batch(model: torch.nn.Module, config: Any, jobs: Sequence[PairJob], out_dir: str | Path, *,
-                   io: IOConfig = NO_IO, device: str | torch.device = "cpu",
+                   io: IOConfig = NO_IO, device: str | torch.device = "cpu", global_stage: Any = None,
                    overwrite: bool = False, info: dict[str, Any] | None = None, progress: bool = False,
                    write_h5: bool = True, pipeline: Any = None) -> BatchSummary:
     """Register every job with one loaded model into ``out_dir/<id>/``; record ``out_dir/batch.json``.
@@ -158,7 +158,8 @@ def register_batch(model: torch.nn.Module, config: Any, jobs: Sequence[PairJob],
         try:
             check_out_dir(folder, overwrite)
             res = register_pair(model, config, job.fixed, job.moving, io=io, device=device,
-                                landmarks=job.landmarks, pipeline=pipeline)
+                                landmarks=job.landmarks, pipeline=pipeline,
+                                **({} if global_stage is None else {"global_stage": global_stage}))
             write_outputs(res, folder, overwrite=overwrite, write_h5=write_h5,
                           info={**(info or {}), "id": job.id, "fixed": [str(p) for p in job.fixed],
                                 "moving": [str(p) for p in job.moving],

@@ -1,7 +1,9 @@
 """Writing a registration: every output into a staging folder, moved in file by file, ``run.json`` last.
 
 Outputs: ``warped.nii.gz`` (first channel; ``warped_<channel>.nii.gz`` for the others),
-``field.nii.gz`` and ``transform.h5`` (the same ``u``, see :mod:`medreg.io.itk_transform`),
+``field.nii.gz`` (the total ``u``) and ``transform.h5`` (the same map; with a global stage an ITK
+composite: the affine, then the deformable field), ``affine.mat`` (the global stage's affine alone,
+ITK/ANTs format; only with a global stage; see :mod:`medreg.io.itk_transform`),
 ``jacobian_det.nii.gz``, ``landmarks.csv``/``.txt`` (the input's format, mapped through
 the written ``u``) and ``run.json``. A folder with ``run.json`` is complete.
 """
@@ -24,7 +26,7 @@ from medreg.errors import InputError
 from medreg.inference.register import RegistrationResult
 from medreg.io.point_files import points_output_name, write_points
 
-KNOWN_OUTPUTS = ("warped.nii.gz", "field.nii.gz", "transform.h5", "jacobian_det.nii.gz", "landmarks.csv",
+KNOWN_OUTPUTS = ("warped.nii.gz", "field.nii.gz", "transform.h5", "affine.mat", "jacobian_det.nii.gz", "landmarks.csv",
                  "landmarks.txt", "run.json")
 
 
@@ -57,6 +59,7 @@ def run_info(result: RegistrationResult, **more: Any) -> dict[str, Any]:
         "io_steps": result.extra.get("io_steps", 0),
         "io_mode": result.extra.get("io_mode"),
         "io": result.extra.get("io"),
+        "global": result.extra.get("global"),
         "timings": result.extra.get("timings", {}),
         "preprocessed_shape": result.extra.get("preprocessed_shape"),
         "convention": "phi(x) = x + u(x) maps fixed points to moving points; u in LPS mm on the fixed grid",
@@ -69,7 +72,8 @@ def run_info(result: RegistrationResult, **more: Any) -> dict[str, Any]:
 
 
 def _write_all(result: RegistrationResult, tmp: Path, write_h5: bool) -> list[str]:
-    from medreg.io.itk_transform import save_nifti_like, write_displacement_nifti, write_transform_h5
+    from medreg.io.itk_transform import (save_nifti_like, write_affine_mat, write_composite_h5, write_displacement_nifti,
+                                         write_transform_h5)
 
     affine, header = result.fixed_affine, result.fixed_header
     names = []
@@ -79,9 +83,15 @@ def _write_all(result: RegistrationResult, tmp: Path, write_h5: bool) -> list[st
         names.append(fname)
     write_displacement_nifti(tmp / "field.nii.gz", result.displacement_lps, affine, header=header)
     names.append("field.nii.gz")
-    if write_h5:
+    if write_h5 and result.global_matrix is not None:  # the global stage's affine, then the deformable field
+        write_composite_h5(tmp / "transform.h5", result.global_matrix, result.deformable_displacement(), affine)
+        names.append("transform.h5")
+    elif write_h5:
         write_transform_h5(tmp / "transform.h5", result.displacement_lps, affine)
         names.append("transform.h5")
+    if result.global_matrix is not None:
+        write_affine_mat(tmp / "affine.mat", result.global_matrix)
+        names.append("affine.mat")
     save_nifti_like(tmp / "jacobian_det.nii.gz", result.jacobian_determinant().astype(np.float32), affine, header)
     names.append("jacobian_det.nii.gz")
     if result.mapped_landmarks is not None and result.landmark_format is not None:

@@ -33,6 +33,7 @@ import torch
 from medreg.baselines.base import BaselineResult
 from medreg.errors import InputError
 from medreg.geometry import Grid, WorldTransform, warp_image
+from medreg.inference.global_stage import GlobalConfig, global_align, moved_header, ras_grid_after
 from medreg.inference.io_config import NO_IO, IOConfig
 from medreg.inference.prepare import prepare_pair
 from medreg.inference.refine import fine_tune_network, refine_field
@@ -43,6 +44,7 @@ from medreg.memory import own_peak_rss_mb
 from medreg.transforms.input_pipeline import InputPipeline
 
 Source = str | Path | Volume
+NO_GLOBAL = GlobalConfig()
 
 
 @dataclass
@@ -65,6 +67,16 @@ class RegistrationResult(BaselineResult):
     landmarks: Landmarks | None = None
     mapped_landmarks: Landmarks | None = None
     landmark_format: str | None = None
+    global_matrix: np.ndarray | None = None  # the global stage's A (LPS, fixed -> moving); u includes it
+
+    def deformable_displacement(self) -> np.ndarray:
+        """The displacement after the global stage, ``A^-1(p + u(p)) - p`` (``u`` itself without one)."""
+        if self.global_matrix is None:
+            return self.displacement_lps
+        a_inv = np.linalg.inv(self.global_matrix)
+        p = self.grid.index_to_lps(np.indices(self.shape).reshape(3, -1).T.astype(np.float64))
+        q = p + self.displacement_lps.reshape(-1, 3)
+        return (q @ a_inv[:3, :3].T + a_inv[:3, 3] - p).reshape(self.displacement_lps.shape).astype(np.float32)
 
 
 def resolve_device(device: str | torch.device) -> torch.device:
@@ -116,7 +128,8 @@ def _sync(dev: torch.device) -> None:
 
 def register_pair(model: torch.nn.Module, config: Any, fixed_path: Source | Sequence[Source],
                   moving_path: Source | Sequence[Source], *, io: IOConfig = NO_IO, device: str | torch.device = "cpu",
-                  landmarks: str | Path | None = None, pipeline: InputPipeline | None = None) -> RegistrationResult:
+                  landmarks: str | Path | None = None, pipeline: InputPipeline | None = None,
+                  global_stage: GlobalConfig = NO_GLOBAL) -> RegistrationResult:
     """Register ``moving`` to ``fixed`` with ``model`` and map the result to the original grids.
 
     Args:
@@ -127,6 +140,8 @@ def register_pair(model: torch.nn.Module, config: Any, fixed_path: Source | Sequ
         io: instance optimisation (:mod:`medreg.inference.io_config`; default none).
         device: ``cpu``, ``cuda`` or ``auto``.
         landmarks: fixed-space landmark file (BraTS-Reg CSV, DIR-Lab txt, Learn2Reg csv).
+        global_stage: a rigid or affine stage before the network (:mod:`medreg.inference.global_stage`;
+            default none): the network then registers the pre-aligned pair, and ``u`` is the total map.
         pipeline: the model's input pipeline (the bundle's, :mod:`medreg.inference.bundle`; default
             ``InputPipeline.for_model(config)``: ``config.preprocess`` for both stages).
     """
@@ -149,6 +164,14 @@ def register_pair(model: torch.nn.Module, config: Any, fixed_path: Source | Sequ
         lm, fmt = read_points(landmarks, fixed0.affine)
         check_inside(lm, fixed0.shape, fixed0.affine)
     timings["load"] = time.perf_counter() - t
+
+    glob = None
+    original_moving = moving_vols
+    if global_stage.enabled:
+        t = time.perf_counter()
+        glob = global_align(fixed0, moving0, global_stage)
+        moving_vols = [Volume(v.array, moved_header(v.affine, glob.matrix), v.path) for v in moving_vols]
+        timings["global"] = time.perf_counter() - t
 
     t = time.perf_counter()
     pipeline = pipeline if pipeline is not None else InputPipeline.for_model(config)
@@ -176,11 +199,12 @@ def register_pair(model: torch.nn.Module, config: Any, fixed_path: Source | Sequ
         timings["instance_optimization"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    world = WorldTransform(phi, pair.network_grid, device=dev)
+    moving_side = pair.network_grid if glob is None else ras_grid_after(pair.network_grid, glob.matrix)
+    world = WorldTransform(phi, pair.network_grid, moving_side, device=dev)
     fixed_grid, moving_grid = Grid.of(fixed0), Grid.of(moving0)
     on_data = io.enabled and io.mode == "field" and any(s.grid == "data" for s in io.stages)
     u = world.displacement_on(fixed_grid, via=pair.fixed_data_grid if on_data else None)
-    moving_orig = np.stack([np.asarray(v.array, dtype=np.float32) for v in moving_vols])
+    moving_orig = np.stack([np.asarray(v.array, dtype=np.float32) for v in original_moving])
     warped = warp_image(moving_orig, moving_grid, fixed_grid, u, device=dev)
     _sync(dev)
     timings["map_to_original"] = time.perf_counter() - t
@@ -191,7 +215,7 @@ def register_pair(model: torch.nn.Module, config: Any, fixed_path: Source | Sequ
         warped=Volume(warped[0], fixed0.affine.copy()),
         warped_channels={c: Volume(warped[i], fixed0.affine.copy()) for i, c in enumerate(channels)},
         fixed_header=_header(fixed_src[0]), moving_affine=moving0.affine.copy(),
-        landmarks=lm, landmark_format=fmt,
+        landmarks=lm, landmark_format=fmt, global_matrix=None if glob is None else glob.matrix,
     )
     if lm is not None:
         result.mapped_landmarks = Landmarks(list(lm.names), result.map_points(lm.points))
@@ -212,6 +236,7 @@ def register_pair(model: torch.nn.Module, config: Any, fixed_path: Source | Sequ
         "preprocessed_shape": list(pair.geometry.shape),
         "preprocessed_spacing": list(pair.geometry.spacing),
         "input_stages": pipeline.stages(),
+        "global": {"mode": "none"} if glob is None else glob.describe(),
         "peak_rss_source": "VmHWM of this process (lifetime peak, an upper bound)",
     }
     if dev.type == "cuda":

@@ -186,6 +186,60 @@ def write_transform_h5(path: str | Path, displacement_lps: np.ndarray, affine: n
     return Path(path)
 
 
+def _affine_transform(matrix_lps: np.ndarray):
+    import SimpleITK as sitk
+
+    m = np.asarray(matrix_lps, dtype=np.float64)
+    if m.shape != (4, 4) or not np.all(np.isfinite(m)):
+        raise ValueError(f"expected a finite 4x4 matrix, found shape {m.shape}")
+    tx = sitk.AffineTransform(3)
+    tx.SetMatrix(m[:3, :3].ravel().tolist())
+    tx.SetTranslation(m[:3, 3].tolist())
+    return tx
+
+
+def write_affine_mat(path: str | Path, matrix_lps: np.ndarray, *, overwrite: bool = False) -> Path:
+    """Write a 4x4 LPS map (fixed points -> moving points) as an ITK/ANTs ``AffineTransform`` file (``.mat``)."""
+    import SimpleITK as sitk
+
+    with atomic_path(path, overwrite) as tmp:
+        sitk.WriteTransform(_affine_transform(matrix_lps), str(tmp))
+    return Path(path)
+
+
+def write_composite_h5(path: str | Path, matrix_lps: np.ndarray, displacement_lps: np.ndarray, affine: np.ndarray, *,
+                       overwrite: bool = False) -> Path:
+    """Write ``p -> A(p + d(p))`` as an ITK ``CompositeTransform`` (HDF5): the affine ``A``, then the field ``d``.
+
+    ITK applies a composite's transforms last added first, so ``d`` (on the grid of
+    ``affine``) moves a fixed point first and ``A`` takes it on to moving space.
+    """
+    import SimpleITK as sitk
+
+    comp = sitk.CompositeTransform(3)
+    comp.AddTransform(_affine_transform(matrix_lps))
+    comp.AddTransform(sitk.DisplacementFieldTransform(_field_image(displacement_lps, affine)))
+    with atomic_path(path, overwrite) as tmp:
+        sitk.WriteTransform(comp, str(tmp))
+    return Path(path)
+
+
+def _field_grid(tx) -> tuple[np.ndarray, tuple[int, int, int]] | None:
+    """The grid of the (first) displacement field inside a composite transform, if any."""
+    import SimpleITK as sitk
+
+    if tx.GetTransformEnum() == sitk.sitkComposite:
+        comp = sitk.CompositeTransform(tx)
+        for i in range(comp.GetNumberOfTransforms()):
+            found = _field_grid(comp.GetNthTransform(i))
+            if found is not None:
+                return found
+    if tx.GetTransformEnum() == sitk.sitkDisplacementField:
+        img = sitk.DisplacementFieldTransform(tx).GetDisplacementField()
+        return itk_to_affine(img.GetOrigin(), img.GetSpacing(), img.GetDirection()), tuple(int(v) for v in img.GetSize())
+    return None
+
+
 def _unwrap_displacement(tx):
     """The DisplacementFieldTransform inside ``tx`` (itself, or a composite holding only that), else None."""
     import SimpleITK as sitk
@@ -220,6 +274,8 @@ def read_itk_transform(path: str | Path, reference: tuple[np.ndarray, tuple[int,
         u = np.transpose(sitk.GetArrayFromImage(img), (2, 1, 0, 3)).astype(np.float32)
         affine = itk_to_affine(img.GetOrigin(), img.GetSpacing(), img.GetDirection())
         return DisplacementFile(np.ascontiguousarray(u), affine, None, path)
+    if reference is None:
+        reference = _field_grid(tx)  # a composite with a field (medreg's affine + field): sampled on its grid
     if reference is None:
         raise InputError(path, f"expected a displacement-field transform, found {tx.GetName()}; "
                                f"give a reference image to sample it on")

@@ -1,0 +1,248 @@
+"""The global stage: a rigid or affine world transform of the pair, found before the deformable steps.
+
+``global_align(fixed, moving, GlobalConfig(mode))`` returns ``A`` (4x4, LPS mm), the map of
+fixed-space points to moving-space points (the direction of every medreg transform):
+
+1. both images are scaled to [0, 1] by their own 0.5 / 99.5 percentiles;
+2. initialisation by centres of mass: ``A(p) = p + (c_moving - c_fixed)`` (intensity-weighted
+   centres of the foreground); a pair whose images do not overlap in world space at all (a
+   wrong origin) is brought together here, and the result says so;
+3. a pyramid (``levels_mm``: each image block-averaged to about that voxel size) of Adam steps
+   on the global normalized cross-correlation of ``moving(A(p))`` and ``fixed(p)`` over the
+   fixed foreground: ``rigid`` (a rotation about the fixed centre and a translation) or
+   ``affine`` (rigid first, then the 12 parameters). Rotations and the linear part are scaled
+   by a 50 mm lever, so one rate in mm serves all parameters; the rate falls linearly to a tenth
+   within each level.
+
+The pyramid was chosen on demo-brain's two validation pairs (training split, held out of
+training; a known 15 degree / 15 mm motion of their fixed images): 8 / 4 / 2 mm with 60 / 30 / 10
+rigid and 0 / 30 / 10 affine steps left 0.10-0.16 mm (rigid) and 0.29-0.32 mm (affine) mean
+error in 1.5-2.1 s on 2 CPU cores; 8 / 4 mm alone 0.14-0.26 and 0.39 mm in 0.8-1.5 s.
+
+A pair that still cannot be aligned (no overlap after centring, or a final correlation that
+is not better than at the start) raises :class:`~medreg.errors.InputError` naming both files.
+
+:func:`moved_header` turns ``A`` into the moving image's header seen from the fixed space (the
+moving image "moved by A^-1"), so the deformable model runs unchanged on the pre-aligned pair;
+the total map is ``A ∘ phi``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from medreg.errors import InputError
+from medreg.geometry import RAS_TO_LPS, Grid
+from medreg.io.nifti import Volume
+from medreg.spatial.grid import sample, voxel_to_normalized
+
+GlobalMode = Literal["none", "rigid", "affine"]
+LEVER_MM = 50.0
+
+
+@dataclass(frozen=True)
+class GlobalConfig:
+    """How the global stage runs (``mode`` none, rigid or affine)."""
+
+    mode: GlobalMode = "none"
+    levels_mm: tuple[float, ...] = (8.0, 4.0, 2.0)
+    steps: tuple[int, ...] = (60, 30, 10)
+    lr_mm: float = 1.0
+    affine_steps: tuple[int, ...] = (0, 30, 10)  # affine refinement steps per level, after the rigid ones
+
+    def __post_init__(self) -> None:
+        if self.mode not in ("none", "rigid", "affine"):
+            raise ValueError(f"expected --global none, rigid or affine, found {self.mode!r}")
+        if len(self.levels_mm) != len(self.steps) or len(self.steps) != len(self.affine_steps):
+            raise ValueError("expected one step count (rigid and affine) per pyramid level")
+
+    @property
+    def enabled(self) -> bool:
+        return self.mode != "none"
+
+
+@dataclass
+class GlobalResult:
+    """``matrix``: 4x4 LPS fixed -> moving; ``centred_mm``: the translation of the centre-of-mass start."""
+
+    matrix: np.ndarray
+    mode: str
+    centred_mm: np.ndarray
+    initial_overlap: bool
+    ncc_start: float
+    ncc_end: float
+    seconds: float
+    losses: list[float] = field(default_factory=list)
+
+    @property
+    def message(self) -> str:
+        shift = float(np.linalg.norm(self.centred_mm))
+        text = f"global {self.mode}: centres of mass {shift:.1f} mm apart"
+        if not self.initial_overlap:
+            text += " (the images did not overlap in world space: their centres were aligned first)"
+        return text + f"; NCC {self.ncc_start:.3f} -> {self.ncc_end:.3f}"
+
+    def describe(self) -> dict:
+        return {"mode": self.mode, "matrix_lps": np.round(self.matrix, 6).tolist(),
+                "centre_of_mass_shift_mm": np.round(self.centred_mm, 3).tolist(),
+                "initial_overlap": self.initial_overlap, "ncc_start": round(self.ncc_start, 4),
+                "ncc_end": round(self.ncc_end, 4), "seconds": round(self.seconds, 4), "message": self.message}
+
+
+# --------------------------------------------------------------------------- images
+def _normalised(vol: Volume) -> torch.Tensor:
+    a = np.asarray(vol.array, dtype=np.float32)
+    lo, hi = np.percentile(a[::2, ::2, ::2], [0.5, 99.5])
+    hi = hi if hi > lo else lo + 1.0
+    return torch.from_numpy(np.clip((a - lo) / (hi - lo), 0.0, 1.0))
+
+
+def _level(image: torch.Tensor, grid: Grid, mm: float) -> tuple[torch.Tensor, Grid]:
+    """Block-average to about ``mm`` voxels (integer factors per axis, at least 1)."""
+    k = [max(1, int(round(mm / s))) for s in grid.spacing]
+    target = grid.resampled(np.asarray(grid.spacing) * np.asarray(k))
+    pad = [int(t * f - n) for t, f, n in zip(target.shape, k, grid.shape)]
+    x = F.pad(image[None, None], [p for a in reversed(range(3)) for p in (0, pad[a])])
+    return F.avg_pool3d(x, kernel_size=k, stride=k)[0, 0], target
+
+
+def _centre(image: torch.Tensor, grid: Grid) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Intensity-weighted centre of mass of the foreground (LPS) and the foreground's LPS bounding box."""
+    w = image.numpy().astype(np.float64)
+    w = np.where(w > 0.1, w, 0.0)
+    if w.sum() <= 0:
+        raise ValueError("empty image")
+    idx = np.nonzero(w)
+    centre_idx = np.array([(np.asarray(i, np.float64) * w[idx]).sum() / w[idx].sum() for i in idx])
+    lo = np.array([i.min() for i in idx], np.float64)
+    hi = np.array([i.max() for i in idx], np.float64)
+    pts = grid.index_to_lps(np.array(list(itertools.product(*zip(lo, hi)))))
+    return grid.index_to_lps(centre_idx[None])[0], pts.min(0), pts.max(0)
+
+
+# --------------------------------------------------------------------------- the model of A
+def _rotation(w: torch.Tensor) -> torch.Tensor:
+    """Rodrigues: rotation vector (3,) -> 3x3."""
+    theta = torch.sqrt((w * w).sum() + 1e-12)
+    k = w / theta
+    kx = torch.zeros(3, 3, dtype=w.dtype)
+    kx[0, 1], kx[0, 2], kx[1, 2] = -k[2], k[1], -k[0]
+    kx = kx - kx.T
+    return torch.eye(3, dtype=w.dtype) + torch.sin(theta) * kx + (1 - torch.cos(theta)) * (kx @ kx)
+
+
+class _Params(torch.nn.Module):
+    """``A(p) = L (p - c) + c + t`` with ``L = R(w) (I + B)``; parameters in mm (rotation and B over a lever)."""
+
+    def __init__(self, centre: np.ndarray, shift: np.ndarray):
+        super().__init__()
+        self.register_buffer("c", torch.as_tensor(centre, dtype=torch.float64))
+        self.t = torch.nn.Parameter(torch.as_tensor(shift, dtype=torch.float64))
+        self.w = torch.nn.Parameter(torch.zeros(3, dtype=torch.float64))
+        self.b = torch.nn.Parameter(torch.zeros(3, 3, dtype=torch.float64))
+
+    def linear(self) -> torch.Tensor:
+        return _rotation(self.w / LEVER_MM) @ (torch.eye(3, dtype=torch.float64) + self.b / LEVER_MM)
+
+    def matrix(self) -> torch.Tensor:
+        m = torch.eye(4, dtype=torch.float64)
+        lin = self.linear()
+        m[:3, :3] = lin
+        m[:3, 3] = self.c + self.t - lin @ self.c
+        return m
+
+
+def _ncc(a: torch.Tensor, b: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    m = mask / mask.sum()
+    ma, mb = (a * m).sum(), (b * m).sum()
+    da, db = a - ma, b - mb
+    cov = (da * db * m).sum()
+    return cov / torch.sqrt((da * da * m).sum() * (db * db * m).sum() + 1e-8)
+
+
+def _similarity(params: _Params, fixed_lps: torch.Tensor, fixed_vals: torch.Tensor, mask: torch.Tensor,
+                moving: torch.Tensor, moving_grid: Grid) -> torch.Tensor:
+    m = params.matrix()
+    q = fixed_lps @ m[:3, :3].T + m[:3, 3]
+    to_idx = torch.as_tensor(moving_grid.index_from_lps, dtype=torch.float64)
+    idx = q @ to_idx[:3, :3].T + to_idx[:3, 3]
+    coords = voxel_to_normalized(idx.T[None], moving_grid.shape).to(torch.float32)
+    vals = sample(moving[None, None], coords, padding_mode="zeros")[0, 0]
+    return _ncc(fixed_vals, vals, mask)
+
+
+def global_align(fixed: Volume, moving: Volume, config: GlobalConfig) -> GlobalResult:
+    """``A`` (LPS, fixed -> moving) of the pair; InputError naming both files if it cannot be found."""
+    t0 = time.perf_counter()
+    names = f"{fixed.path or 'the fixed image'} and {moving.path or 'the moving image'}"
+    fg, mg = Grid.of(fixed), Grid.of(moving)
+    f_img, m_img = _normalised(fixed), _normalised(moving)
+    try:  # on the coarsest level: the same centres to a fraction of its voxel, far cheaper
+        cf, f_lo, f_hi = _centre(*_level(f_img, fg, config.levels_mm[0]))
+        cm, m_lo, m_hi = _centre(*_level(m_img, mg, config.levels_mm[0]))
+    except ValueError:
+        raise InputError(fixed.path, f"the global stage needs a foreground in both images; {names}: one is empty "
+                                     f"(constant after intensity scaling)") from None
+    overlap = bool(np.all(np.minimum(f_hi, m_hi) > np.maximum(f_lo, m_lo)))
+    shift = cm - cf
+    params = _Params(cf, shift)
+    losses: list[float] = []
+    ncc_start = ncc_end = float("nan")
+    for level, (mm, n_rigid, n_affine) in enumerate(zip(config.levels_mm, config.steps, config.affine_steps)):
+        fl, fgl = _level(f_img, fg, mm)
+        ml, mgl = _level(m_img, mg, mm)
+        idx = np.stack(np.meshgrid(*[np.arange(n, dtype=np.float64) for n in fgl.shape], indexing="ij"), -1).reshape(-1, 3)
+        fixed_lps = torch.as_tensor(fgl.index_to_lps(idx))
+        vals = fl.reshape(-1).to(torch.float32)
+        keep = vals > 0.05  # the fixed foreground: the only points the correlation counts
+        fixed_lps, vals = fixed_lps[keep], vals[keep]
+        mask = torch.ones_like(vals)
+        if mask.sum() < 10:
+            raise InputError(fixed.path, f"the global stage found almost no foreground at {mm} mm in {names}")
+        with torch.no_grad():
+            start = float(_similarity(params, fixed_lps, vals, mask, ml, mgl))
+        if level == 0:
+            ncc_start = start
+        for n, which in ((n_rigid, ("t", "w")), (n_affine if config.mode == "affine" else 0, ("t", "w", "b"))):
+            if n <= 0:
+                continue
+            rate = config.lr_mm * mm / 4.0
+            opt = torch.optim.Adam([getattr(params, k) for k in which], lr=rate)
+            for i in range(n):
+                for g in opt.param_groups:  # linear decay to a tenth: Adam settles instead of jittering by ~lr
+                    g["lr"] = rate * (1.0 - 0.9 * i / max(1, n - 1))
+                opt.zero_grad(set_to_none=True)
+                loss = -_similarity(params, fixed_lps, vals, mask, ml, mgl)
+                loss.backward()
+                opt.step()
+                losses.append(float(loss.detach()))
+        with torch.no_grad():
+            ncc_end = float(_similarity(params, fixed_lps, vals, mask, ml, mgl))
+    matrix = params.matrix().detach().numpy()
+    result = GlobalResult(matrix, config.mode, shift, overlap, ncc_start, ncc_end, time.perf_counter() - t0, losses)
+    if not np.all(np.isfinite(matrix)) or not ncc_end > max(ncc_start - 1e-3, 0.05) or \
+            not 0.5 < abs(np.linalg.det(matrix[:3, :3])) < 2.0:
+        raise InputError(moving.path, f"the global stage could not align {names} ({result.message}); "
+                                      f"check that both headers describe the same anatomy")
+    return result
+
+
+def moved_header(affine_ras: np.ndarray, matrix_lps: np.ndarray) -> np.ndarray:
+    """The moving image's voxel -> RAS affine seen from the fixed space: world point ``p`` of the result is the
+    moving point ``A(p)`` (``A = matrix_lps``)."""
+    return RAS_TO_LPS @ np.linalg.inv(matrix_lps) @ RAS_TO_LPS @ np.asarray(affine_ras, dtype=np.float64)
+
+
+def ras_grid_after(grid: Grid, matrix_lps: np.ndarray) -> Grid:
+    """``grid`` with every world point ``p`` sent to ``A(p)`` (for the moving side of the total map)."""
+    return Grid(RAS_TO_LPS @ matrix_lps @ RAS_TO_LPS @ grid.affine, grid.shape)
+
+
+__all__ = ["GlobalConfig", "GlobalResult", "global_align", "moved_header", "ras_grid_after"]
