@@ -48,9 +48,10 @@ def run_train(args: argparse.Namespace) -> int:
     return 0
 
 
+from medreg.cli.bench_capture import add_capture  # noqa: E402
 from medreg.cli.bench_register import add_register  # noqa: E402
 
-BENCHMARKS = {"train": add_train, "register": add_register}
+BENCHMARKS = {"train": add_train, "register": add_register, "capture": add_capture}
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:

@@ -193,6 +193,7 @@ def global_align(fixed: Volume, moving: Volume, config: GlobalConfig) -> GlobalR
     overlap = bool(np.all(np.minimum(f_hi, m_hi) > np.maximum(f_lo, m_lo)))
     shift = cm - cf
     params = _Params(cf, shift)
+    start_state = {k: v.detach().clone() for k, v in params.state_dict().items()}
     losses: list[float] = []
     ncc_start = ncc_end = float("nan")
     for level, (mm, n_rigid, n_affine) in enumerate(zip(config.levels_mm, config.steps, config.affine_steps)):
@@ -206,10 +207,6 @@ def global_align(fixed: Volume, moving: Volume, config: GlobalConfig) -> GlobalR
         mask = torch.ones_like(vals)
         if mask.sum() < 10:
             raise InputError(fixed.path, f"the global stage found almost no foreground at {mm} mm in {names}")
-        with torch.no_grad():
-            start = float(_similarity(params, fixed_lps, vals, mask, ml, mgl))
-        if level == 0:
-            ncc_start = start
         for n, which in ((n_rigid, ("t", "w")), (n_affine if config.mode == "affine" else 0, ("t", "w", "b"))):
             if n <= 0:
                 continue
@@ -223,8 +220,11 @@ def global_align(fixed: Volume, moving: Volume, config: GlobalConfig) -> GlobalR
                 loss.backward()
                 opt.step()
                 losses.append(float(loss.detach()))
-        with torch.no_grad():
-            ncc_end = float(_similarity(params, fixed_lps, vals, mask, ml, mgl))
+    with torch.no_grad():  # the start (centres of mass) and the end, both on the finest level
+        ncc_end = float(_similarity(params, fixed_lps, vals, mask, ml, mgl))
+        start = _Params(cf, shift)
+        start.load_state_dict(start_state)
+        ncc_start = float(_similarity(start, fixed_lps, vals, mask, ml, mgl))
     matrix = params.matrix().detach().numpy()
     result = GlobalResult(matrix, config.mode, shift, overlap, ncc_start, ncc_end, time.perf_counter() - t0, losses)
     if not np.all(np.isfinite(matrix)) or not ncc_end > max(ncc_start - 1e-3, 0.05) or \
