@@ -101,7 +101,8 @@ def bench_capture(*, model: str, dataset: str = "demo-brain", baselines: list[st
     rows: list[dict[str, Any]] = []
     warm = False
     for kind, mm, deg in (m for m in motions() if m[0] in kinds):
-        files = move_case(case, motion_matrix(mm, deg, centre), out / "pairs" / f"{kind}_{mm:g}mm_{deg:g}deg")
+        tag = f"{kind}_{mm:g}mm_{deg:g}deg"
+        files = move_case(case, motion_matrix(mm, deg, centre), out / "pairs" / tag)
         channels = bundle.channels
         for name, io, glob in medreg_runs:
             def run() -> Any:
@@ -120,7 +121,7 @@ def bench_capture(*, model: str, dataset: str = "demo-brain", baselines: list[st
             first = next(iter(files["fixed"]))
             t = time.perf_counter()
             res = get_baseline(spec).register(files["fixed"][first], files["moving"][first], threads=threads,
-                                              workdir=out / "work")
+                                              workdir=out / "work" / f"{tag}_{spec.replace(':', '-')}")
             mean, worst = _tre(res, files["fixed_landmarks"], files["moving_landmarks"])
             rows.append({"kind": kind, "mm": mm, "degrees": deg, "method": spec, "tre_mean": mean, "tre_max": worst,
                          "seconds": res.seconds, "global_seconds": float("nan")})
