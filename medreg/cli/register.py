@@ -73,7 +73,8 @@ def run(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
 
     from medreg.inference.batch import manifest_jobs, read_pairs_csv, register_batch
-    from medreg.inference.bundle import load_bundle, read_manifest_of
+    from medreg.datasets.manifest import read_manifest
+    from medreg.inference.bundle import load_bundle
     from medreg.inference.outputs import check_out_dir, write_outputs
     from medreg.inference.register import register_pair, resolve_device
 
@@ -106,7 +107,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         jobs = manifest_jobs(args.manifest, channels, args.split)
         # the manifest's files are normalised already: keep their intensities (same normalisation as the model's)
-        pipeline = bundle.pipeline_for(read_manifest_of(args.manifest), Path(args.manifest))
+        pipeline = bundle.pipeline_for(read_manifest(Path(args.manifest)), Path(args.manifest))
     if not jobs:
         raise InputError(Path(args.pairs or args.manifest), "expected at least one pair, found none")
     summary = register_batch(model, config, jobs, args.out, io=io, device=device, pipeline=pipeline, global_stage=global_stage,

@@ -56,8 +56,7 @@ def move_case(case: Any, matrix: np.ndarray, out: Path) -> dict[str, Any]:
     for channel, path in case.moving.items():
         vol = load_volume(path, dtype=np.float32)
         grid = Grid.of(vol)
-        p = grid.index_to_lps(np.indices(grid.shape).reshape(3, -1).T.astype(np.float64))
-        u = (p @ inv[:3, :3].T + inv[:3, 3] - p).reshape(*grid.shape, 3).astype(np.float32)
+        u = grid.affine_displacement(inv)
         moving[channel] = save_volume(out / f"moving_{channel}.nii.gz", warp_image(vol.array, grid, grid, u),
                                       vol.affine, brats_header=True, overwrite=True)
     lm = read_brats_csv(case.moving_landmarks)

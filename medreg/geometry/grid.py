@@ -86,10 +86,6 @@ class Grid:
         """4x4: ``other``'s voxel indices -> this grid's voxel indices (the same world points)."""
         return self.index_from_lps @ other.lps_from_index
 
-    def normalized_from(self, other: "Grid") -> np.ndarray:
-        """4x4: ``other``'s normalized coordinates -> this grid's."""
-        return self.normalized_from_lps @ other.lps_from_normalized
-
     def index_to_lps(self, ijk: np.ndarray) -> np.ndarray:
         """Voxel indices (N, 3) -> LPS mm (N, 3)."""
         return voxel_to_lps(self.affine, ijk)
@@ -98,11 +94,16 @@ class Grid:
         """LPS mm (N, 3) -> continuous voxel indices (N, 3)."""
         return lps_to_voxel(self.affine, points_lps)
 
-    def contains(self, points_lps: np.ndarray, margin: float = 0.5) -> np.ndarray:
-        """Which points lie within ``margin`` voxels outside the voxel centres (0.5: the image's edge)."""
-        idx = self.lps_to_index(points_lps)
-        n = np.asarray(self.shape, dtype=np.float64)
-        return ((idx >= -margin - 1e-6) & (idx <= n - 1 + margin + 1e-6)).all(axis=1)
+    def voxel_points(self) -> np.ndarray:
+        """LPS mm of every voxel centre, ``(*shape, 3)`` float64 (C order)."""
+        idx = np.indices(self.shape).reshape(3, -1).T.astype(np.float64)
+        return self.index_to_lps(idx).reshape(*self.shape, 3)
+
+    def affine_displacement(self, matrix_lps: np.ndarray) -> np.ndarray:
+        """``M(p) - p`` (LPS mm) at every voxel ``p`` for a 4x4 LPS map ``M``, ``(*shape, 3)`` float32."""
+        m = np.asarray(matrix_lps, dtype=np.float64)
+        p = self.voxel_points()
+        return (p @ (m[:3, :3] - np.eye(3)).T + m[:3, 3]).astype(np.float32)
 
     # -- derived grids ---------------------------------------------------------
     def resampled(self, spacing: Sequence[float], shape: Sequence[int] | None = None) -> "Grid":
@@ -137,10 +138,3 @@ class Grid:
         start, stop = [0, 0, 0], list(self.shape)
         start[axis], stop[axis] = int(k), int(k) + 1
         return self.cropped(start, stop)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"affine": self.affine.tolist(), "shape": list(self.shape)}
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "Grid":
-        return cls(data["affine"], tuple(data["shape"]))

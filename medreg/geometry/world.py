@@ -212,7 +212,6 @@ class WorldTransform:
             return torch.einsum("ij,bjxyz->bixyz", scale, self.transform(grid) - grid)
         theta = self.fixed.normalized_from_lps @ via.lps_from_index  # via index -> fixed normalized (array order)
         out = torch.empty((1, 3, *via.shape), dtype=torch.float32, device=self.device)
-        lps_p = torch.as_tensor(via.lps_from_index, dtype=torch.float32, device=self.device)
         to_q = torch.as_tensor(self.moving.lps_from_normalized, dtype=torch.float32, device=self.device)
         scale = torch.as_tensor(self.fixed.lps_from_normalized[:3, :3], dtype=torch.float32, device=self.device)
         for x0, x1 in slabs(via.shape, slab_voxels):
@@ -222,7 +221,7 @@ class WorldTransform:
             if same:
                 out[:, :, x0:x1] = torch.einsum("ij,bjxyz->bixyz", scale, y - x)
             else:
-                p = index_grid(lps_p.cpu().numpy(), slab, x0, self.device)[0].permute(3, 0, 1, 2)
+                p = index_grid(via.lps_from_index, slab, x0, self.device)[0].permute(3, 0, 1, 2)
                 q = torch.einsum("ij,jxyz->ixyz", to_q[:3, :3], y[0]) + to_q[:3, 3].view(3, 1, 1, 1)
                 out[0, :, x0:x1] = q - p
         return out

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from medreg.errors import InputError
+from medreg.inference.global_stage import GlobalConfig
 from medreg.inference.io_config import NO_IO, IOConfig
 from medreg.inference.outputs import check_out_dir, write_outputs
 from medreg.inference.register import register_pair
@@ -130,7 +131,7 @@ class BatchSummary:
 
 
 def register_batch(model: torch.nn.Module, config: Any, jobs: Sequence[PairJob], out_dir: str | Path, *,
-                   io: IOConfig = NO_IO, device: str | torch.device = "cpu", global_stage: Any = None,
+                   io: IOConfig = NO_IO, device: str | torch.device = "cpu", global_stage: GlobalConfig = GlobalConfig(),
                    overwrite: bool = False, info: dict[str, Any] | None = None, progress: bool = False,
                    write_h5: bool = True, pipeline: Any = None) -> BatchSummary:
     """Register every job with one loaded model into ``out_dir/<id>/``; record ``out_dir/batch.json``.
@@ -159,7 +160,7 @@ def register_batch(model: torch.nn.Module, config: Any, jobs: Sequence[PairJob],
             check_out_dir(folder, overwrite)
             res = register_pair(model, config, job.fixed, job.moving, io=io, device=device,
                                 landmarks=job.landmarks, pipeline=pipeline,
-                                **({} if global_stage is None else {"global_stage": global_stage}))
+                                global_stage=global_stage)
             write_outputs(res, folder, overwrite=overwrite, write_h5=write_h5,
                           info={**(info or {}), "id": job.id, "fixed": [str(p) for p in job.fixed],
                                 "moving": [str(p) for p in job.moving],

@@ -83,11 +83,4 @@ def load_bundle(path: str | Path, device: str | torch.device = "cpu") -> ModelBu
     return ModelBundle(model, config, load_pipeline(file, config), file)
 
 
-def read_manifest_of(manifest_path: str | Path) -> Any:
-    """The ``medreg preprocess`` manifest (its config and the stages its files passed)."""
-    from medreg.datasets.manifest import read_manifest
-
-    return read_manifest(Path(manifest_path))
-
-
-__all__ = ["ModelBundle", "load_bundle", "load_model", "load_pipeline", "read_manifest_of"]
+__all__ = ["ModelBundle", "load_bundle", "load_model", "load_pipeline"]

@@ -159,15 +159,12 @@ class _Params(torch.nn.Module):
         return m
 
 
-def _ncc(a: torch.Tensor, b: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    m = mask / mask.sum()
-    ma, mb = (a * m).sum(), (b * m).sum()
-    da, db = a - ma, b - mb
-    cov = (da * db * m).sum()
-    return cov / torch.sqrt((da * da * m).sum() * (db * db * m).sum() + 1e-8)
+def _ncc(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    da, db = a - a.mean(), b - b.mean()
+    return (da * db).mean() / torch.sqrt((da * da).mean() * (db * db).mean() + 1e-8)
 
 
-def _similarity(params: _Params, fixed_lps: torch.Tensor, fixed_vals: torch.Tensor, mask: torch.Tensor,
+def _similarity(params: _Params, fixed_lps: torch.Tensor, fixed_vals: torch.Tensor,
                 moving: torch.Tensor, moving_grid: Grid) -> torch.Tensor:
     m = params.matrix()
     q = fixed_lps @ m[:3, :3].T + m[:3, 3]
@@ -175,7 +172,7 @@ def _similarity(params: _Params, fixed_lps: torch.Tensor, fixed_vals: torch.Tens
     idx = q @ to_idx[:3, :3].T + to_idx[:3, 3]
     coords = voxel_to_normalized(idx.T[None], moving_grid.shape).to(torch.float32)
     vals = sample(moving[None, None], coords, padding_mode="zeros")[0, 0]
-    return _ncc(fixed_vals, vals, mask)
+    return _ncc(fixed_vals, vals)
 
 
 def global_align(fixed: Volume, moving: Volume, config: GlobalConfig) -> GlobalResult:
@@ -204,8 +201,7 @@ def global_align(fixed: Volume, moving: Volume, config: GlobalConfig) -> GlobalR
         vals = fl.reshape(-1).to(torch.float32)
         keep = vals > 0.05  # the fixed foreground: the only points the correlation counts
         fixed_lps, vals = fixed_lps[keep], vals[keep]
-        mask = torch.ones_like(vals)
-        if mask.sum() < 10:
+        if int(keep.sum()) < 10:
             raise InputError(fixed.path, f"the global stage found almost no foreground at {mm} mm in {names}")
         for n, which in ((n_rigid, ("t", "w")), (n_affine if config.mode == "affine" else 0, ("t", "w", "b"))):
             if n <= 0:
@@ -216,15 +212,15 @@ def global_align(fixed: Volume, moving: Volume, config: GlobalConfig) -> GlobalR
                 for g in opt.param_groups:  # linear decay to a tenth: Adam settles instead of jittering by ~lr
                     g["lr"] = rate * (1.0 - 0.9 * i / max(1, n - 1))
                 opt.zero_grad(set_to_none=True)
-                loss = -_similarity(params, fixed_lps, vals, mask, ml, mgl)
+                loss = -_similarity(params, fixed_lps, vals, ml, mgl)
                 loss.backward()
                 opt.step()
                 losses.append(float(loss.detach()))
     with torch.no_grad():  # the start (centres of mass) and the end, both on the finest level
-        ncc_end = float(_similarity(params, fixed_lps, vals, mask, ml, mgl))
+        ncc_end = float(_similarity(params, fixed_lps, vals, ml, mgl))
         start = _Params(cf, shift)
         start.load_state_dict(start_state)
-        ncc_start = float(_similarity(start, fixed_lps, vals, mask, ml, mgl))
+        ncc_start = float(_similarity(start, fixed_lps, vals, ml, mgl))
     matrix = params.matrix().detach().numpy()
     result = GlobalResult(matrix, config.mode, shift, overlap, ncc_start, ncc_end, time.perf_counter() - t0, losses)
     if not np.all(np.isfinite(matrix)) or not ncc_end > max(ncc_start - 1e-3, 0.05) or \
@@ -242,7 +238,7 @@ def moved_header(affine_ras: np.ndarray, matrix_lps: np.ndarray) -> np.ndarray:
 
 def ras_grid_after(grid: Grid, matrix_lps: np.ndarray) -> Grid:
     """``grid`` with every world point ``p`` sent to ``A(p)`` (for the moving side of the total map)."""
-    return Grid(RAS_TO_LPS @ matrix_lps @ RAS_TO_LPS @ grid.affine, grid.shape)
+    return Grid(moved_header(grid.affine, np.linalg.inv(matrix_lps)), grid.shape)
 
 
 __all__ = ["GlobalConfig", "GlobalResult", "global_align", "moved_header", "ras_grid_after"]

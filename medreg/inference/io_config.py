@@ -23,7 +23,7 @@ at the edge (:func:`io_from_flags`); the evaluation's method names come from
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 GridName = Literal["half", "network", "finer", "data"]
@@ -74,7 +74,6 @@ class IOConfig:
     stages: tuple[Stage, ...] = ()
     lr: float | None = None  # network mode: the fine-tuning rate (None: config.train.lr)
     preset: str | None = None  # the preset this came from (for the method name)
-    lr_override: bool = field(default=False, compare=False)
 
     def __post_init__(self) -> None:
         if int(self.steps) != self.steps or self.steps < 0:
@@ -106,8 +105,8 @@ class IOConfig:
         if lr <= 0:
             raise ValueError(f"expected --io-lr > 0, found {lr}")
         if self.mode == "network":
-            return replace(self, lr=float(lr), lr_override=True)
-        return replace(self, stages=tuple(replace(s, lr=float(lr)) for s in self.stages), lr_override=True)
+            return replace(self, lr=float(lr))
+        return replace(self, stages=tuple(replace(s, lr=float(lr)) for s in self.stages))
 
     def method_name(self) -> str:
         """The evaluation's row label: ``medreg``, ``medreg+ioN``, ``medreg+ioNxK``, ``medreg+ioN-data``, ``medreg+netioN``."""

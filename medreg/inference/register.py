@@ -74,9 +74,7 @@ class RegistrationResult(BaselineResult):
         if self.global_matrix is None:
             return self.displacement_lps
         a_inv = np.linalg.inv(self.global_matrix)
-        p = self.grid.index_to_lps(np.indices(self.shape).reshape(3, -1).T.astype(np.float64))
-        q = p + self.displacement_lps.reshape(-1, 3)
-        return (q @ a_inv[:3, :3].T + a_inv[:3, 3] - p).reshape(self.displacement_lps.shape).astype(np.float32)
+        return self.grid.affine_displacement(a_inv) + self.displacement_lps @ a_inv[:3, :3].T.astype(np.float32)
 
 
 def resolve_device(device: str | torch.device) -> torch.device:

@@ -111,3 +111,15 @@ def test_warp_agrees_with_map_points():
     from scipy.ndimage import map_coordinates
 
     assert warped[tuple(idx)] == pytest.approx(float(map_coordinates(img, mi[:, None], order=1)[0]), abs=1e-4)
+
+
+def test_affine_displacement_is_the_map_minus_identity_at_every_voxel():
+    g = _oblique((5, 6, 7))
+    m = np.eye(4)
+    m[:3, :3] = [[1.02, 0.05, 0.0], [-0.03, 0.98, 0.01], [0.0, 0.02, 1.01]]
+    m[:3, 3] = [3.0, -2.0, 1.5]
+    u = g.affine_displacement(m)
+    p = g.voxel_points()
+    assert u.shape == (5, 6, 7, 3) and p.shape == (5, 6, 7, 3)
+    np.testing.assert_allclose(p[2, 3, 4], g.index_to_lps(np.array([[2.0, 3, 4]]))[0])
+    np.testing.assert_allclose(u[2, 3, 4], m[:3, :3] @ p[2, 3, 4] + m[:3, 3] - p[2, 3, 4], atol=1e-4)
