@@ -8,7 +8,7 @@ fixed-space points to moving-space points (the direction of every medreg transfo
    centres of the foreground); a pair whose images do not overlap in world space at all (a
    wrong origin) is brought together here, and the result says so;
 3. a pyramid (``levels_mm``: each image block-averaged to about that voxel size, each level pooled
-   from the next finer one) of Adam steps on the normalized cross-correlation of ``moving(A(p))``
+   from the next finer one; a block cut by the image's edge averages the voxels it holds) of Adam steps on the normalized cross-correlation of ``moving(A(p))``
    and ``fixed(p)`` over the fixed foreground (at most ``max_points`` of its voxels per level, a
    fixed random subset) that ``A`` maps inside the moving image (as ITK does: a field of view
    that cuts the anatomy does not pull the result): ``rigid`` (a rotation about the fixed centre
@@ -51,6 +51,8 @@ from medreg.io.nifti import Volume
 from medreg.spatial.grid import sample
 
 GlobalMode = Literal["none", "rigid", "affine"]
+Similarity = Literal["ncc", "mi"]
+MI_BINS = 32
 LEVER_MM = 50.0
 
 
@@ -59,6 +61,7 @@ class GlobalConfig:
     """How the global stage runs (``mode`` none, rigid or affine)."""
 
     mode: GlobalMode = "none"
+    similarity: Similarity = "ncc"  # ncc: one contrast; mi: mutual information, for different contrasts
     levels_mm: tuple[float, ...] = (8.0, 4.0, 2.0)
     steps: tuple[int, ...] = (60, 30, 10)
     lr_mm: float = 1.0
@@ -68,6 +71,8 @@ class GlobalConfig:
     def __post_init__(self) -> None:
         if self.mode not in ("none", "rigid", "affine"):
             raise ValueError(f"expected --global none, rigid or affine, found {self.mode!r}")
+        if self.similarity not in ("ncc", "mi"):
+            raise ValueError(f"expected --global-similarity ncc or mi, found {self.similarity!r}")
         if len(self.levels_mm) != len(self.steps) or len(self.steps) != len(self.affine_steps):
             raise ValueError("expected one step count (rigid and affine) per pyramid level")
 
@@ -78,16 +83,18 @@ class GlobalConfig:
 
 @dataclass
 class GlobalResult:
-    """``matrix``: 4x4 LPS fixed -> moving; ``centred_mm``: the translation of the centre-of-mass start."""
+    """``matrix``: 4x4 LPS fixed -> moving; ``centred_mm``: the translation of the centre-of-mass start;
+    ``score_start``/``score_end``: the similarity (NCC, or MI in nats) at the start and the end, finest level."""
 
     matrix: np.ndarray
     mode: str
     centred_mm: np.ndarray
     initial_overlap: bool
-    ncc_start: float
-    ncc_end: float
+    score_start: float
+    score_end: float
     seconds: float
     losses: list[float] = field(default_factory=list)
+    similarity: str = "ncc"
 
     @property
     def message(self) -> str:
@@ -95,13 +102,13 @@ class GlobalResult:
         text = f"global {self.mode}: centres of mass {shift:.1f} mm apart"
         if not self.initial_overlap:
             text += " (the images did not overlap in world space: their centres were aligned first)"
-        return text + f"; NCC {self.ncc_start:.3f} -> {self.ncc_end:.3f}"
+        return text + f"; {self.similarity.upper()} {self.score_start:.3f} -> {self.score_end:.3f}"
 
     def describe(self) -> dict:
         return {"mode": self.mode, "matrix_lps": np.round(self.matrix, 6).tolist(),
                 "centre_of_mass_shift_mm": np.round(self.centred_mm, 3).tolist(),
-                "initial_overlap": self.initial_overlap, "ncc_start": round(self.ncc_start, 4),
-                "ncc_end": round(self.ncc_end, 4), "seconds": round(self.seconds, 4), "message": self.message}
+                "initial_overlap": self.initial_overlap, "similarity": self.similarity,
+                "score_start": round(self.score_start, 4), "score_end": round(self.score_end, 4), "seconds": round(self.seconds, 4), "message": self.message}
 
 
 # --------------------------------------------------------------------------- images
@@ -112,12 +119,8 @@ def _normalised(vol: Volume) -> torch.Tensor:
     return torch.from_numpy(np.clip((a - lo) / (hi - lo), 0.0, 1.0))
 
 
-def _level(image: torch.Tensor, grid: Grid, mm: float) -> tuple[torch.Tensor, Grid]:
-    """Block-average to about ``mm`` voxels (integer factors per axis, at least 1)."""
-    return _pool(image, grid, [max(1, int(round(mm / s))) for s in grid.spacing])
-
-
 def _pool(image: torch.Tensor, grid: Grid, k: list[int]) -> tuple[torch.Tensor, Grid]:
+    """Sums of ``k`` blocks over the block volume, the image zero-padded to whole blocks (these nest exactly)."""
     if all(f == 1 for f in k):
         return image, grid
     target = grid.resampled(np.asarray(grid.spacing) * np.asarray(k))
@@ -127,19 +130,24 @@ def _pool(image: torch.Tensor, grid: Grid, k: list[int]) -> tuple[torch.Tensor, 
 
 
 def _pyramid(image: torch.Tensor, grid: Grid, levels_mm: tuple[float, ...]) -> list[tuple[torch.Tensor, Grid]]:
-    """``_level`` for every level (any order), each coarser one pooled from the next finer one where its
-    factors are multiples of that one's (the same values: averages of zero-padded blocks nest)."""
+    """The image block-averaged to about each level's voxel size (integer factors per axis, at least 1), in the
+    order given. A block cut by the image's edge is the mean of the voxels it holds, not of zero padding (that
+    darkened edge pulled the coarse levels). Each level is pooled from the next finer one where its factors are
+    multiples of that one's (zero-padded block sums nest; so do the voxel counts)."""
     factors = [[max(1, int(round(mm / s))) for s in grid.spacing] for mm in levels_mm]
-    out: dict[int, tuple[torch.Tensor, Grid]] = {}
-    prev: tuple[list[int], tuple[torch.Tensor, Grid]] | None = None
+    ones = torch.ones_like(image)
+    out: dict[int, tuple[torch.Tensor, torch.Tensor, Grid]] = {}
+    prev: tuple[list[int], tuple[torch.Tensor, torch.Tensor, Grid]] | None = None
     for i in sorted(range(len(levels_mm)), key=lambda j: np.prod(factors[j])):
         k = factors[i]
         if prev is not None and all(a % b == 0 for a, b in zip(k, prev[0])):
-            out[i] = _pool(*prev[1], [a // b for a, b in zip(k, prev[0])])
+            r = [a // b for a, b in zip(k, prev[0])]
+            (x, g), (n, _) = _pool(prev[1][0], prev[1][2], r), _pool(prev[1][1], prev[1][2], r)
         else:
-            out[i] = _pool(image, grid, k)
+            (x, g), (n, _) = _pool(image, grid, k), _pool(ones, grid, k)
+        out[i] = (x, n, g)
         prev = (k, out[i])
-    return [out[i] for i in range(len(levels_mm))]
+    return [(x / n, g) for x, n, g in (out[i] for i in range(len(levels_mm)))]
 
 
 def _centre(image: torch.Tensor, grid: Grid) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -172,8 +180,9 @@ class _Params(torch.nn.Module):
 
     def __init__(self, centre: np.ndarray, shift: np.ndarray):
         super().__init__()
-        self.register_buffer("c", torch.as_tensor(centre, dtype=torch.float64))
-        self.t = torch.nn.Parameter(torch.as_tensor(shift, dtype=torch.float64))
+        # copies (torch.tensor, not as_tensor): a parameter sharing the caller's array would be changed by every step
+        self.register_buffer("c", torch.tensor(np.asarray(centre), dtype=torch.float64))
+        self.t = torch.nn.Parameter(torch.tensor(np.asarray(shift), dtype=torch.float64))
         self.w = torch.nn.Parameter(torch.zeros(3, dtype=torch.float64))
         self.b = torch.nn.Parameter(torch.zeros(3, 3, dtype=torch.float64))
 
@@ -195,16 +204,35 @@ def _ncc(a: torch.Tensor, b: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
     return (w * da * db).sum() / torch.sqrt((w * da * da).sum() * (w * db * db).sum() + 1e-8)
 
 
+def _parzen(values: torch.Tensor) -> torch.Tensor:
+    """(N,) intensities in [0, 1] -> (N, MI_BINS) soft bin memberships (a Gaussian of one bin's width), rows sum to 1."""
+    centres = (torch.arange(MI_BINS, dtype=values.dtype) + 0.5) / MI_BINS
+    w = torch.exp(-0.5 * ((values.clamp(0, 1)[:, None] - centres) * MI_BINS) ** 2)
+    return w / w.sum(1, keepdim=True)
+
+
+def _mi(a_bins: torch.Tensor, b: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    """Mutual information (nats) of the fixed memberships ``a_bins`` and the moving values ``b`` over ``w == 1``."""
+    joint = (a_bins * w[:, None]).T @ _parzen(b)
+    joint = joint / joint.sum().clamp_min(1e-12)
+    pa, pb = joint.sum(1, keepdim=True), joint.sum(0, keepdim=True)
+    return (joint * (torch.log(joint + 1e-12) - torch.log(pa @ pb + 1e-12))).sum()
+
+
 def _similarity(params: _Params, fixed_index: torch.Tensor, fixed_to_lps: torch.Tensor, fixed_vals: torch.Tensor,
-                moving: torch.Tensor, moving_to_normalized: torch.Tensor) -> torch.Tensor:
+                moving: torch.Tensor, moving_to_normalized: torch.Tensor,
+                fixed_bins: torch.Tensor | None = None) -> torch.Tensor:
     """NCC of the fixed values and the moving image at ``A`` of the fixed points. The points are a fixed-grid
     index list ``(N, 4)`` (homogeneous, float32); the whole chain index -> LPS -> A -> moving normalized
     coordinates is one 4x4 product, so the per-point work is one small matmul and the sampling."""
     chain = (moving_to_normalized @ params.matrix() @ fixed_to_lps).to(torch.float32)
     coords = (fixed_index @ chain[:3].T).T[None]  # (1, 3, N) normalized, array order
     vals = sample(moving[None, None], coords, padding_mode="zeros")[0, 0]
-    inside = (coords[0].detach().abs() <= 1.0).all(0).to(vals.dtype)  # as ITK: points mapped outside the
-    return _ncc(fixed_vals, vals, inside)  # moving image do not count (a cropped field of view biases nothing)
+    limit = torch.tensor([1.0 - 1.0 / n for n in moving.shape], dtype=coords.dtype)[:, None]
+    inside = (coords[0].detach().abs() <= limit).all(0).to(vals.dtype)  # within the outer voxel centres  # as ITK: points mapped outside the
+    if fixed_bins is not None:  # moving image do not count (a cropped field of view biases nothing)
+        return _mi(fixed_bins, vals, inside)
+    return _ncc(fixed_vals, vals, inside)
 
 
 def global_align(fixed: Volume, moving: Volume, config: GlobalConfig) -> GlobalResult:
@@ -241,6 +269,7 @@ def global_align(fixed: Volume, moving: Volume, config: GlobalConfig) -> GlobalR
         to_lps = torch.as_tensor(fgl.lps_from_index, dtype=torch.float64)
         to_norm = torch.as_tensor(mgl.normalized_from_lps, dtype=torch.float64)
         ml = ml.to(torch.float32)
+        bins = _parzen(vals) if config.similarity == "mi" else None
         for n, which in ((n_rigid, ("t", "w")), (n_affine if config.mode == "affine" else 0, ("t", "w", "b"))):
             if n <= 0:
                 continue
@@ -250,18 +279,20 @@ def global_align(fixed: Volume, moving: Volume, config: GlobalConfig) -> GlobalR
                 for g in opt.param_groups:  # linear decay to a tenth: Adam settles instead of jittering by ~lr
                     g["lr"] = rate * (1.0 - 0.9 * i / max(1, n - 1))
                 opt.zero_grad(set_to_none=True)
-                loss = -_similarity(params, index, to_lps, vals, ml, to_norm)
+                loss = -_similarity(params, index, to_lps, vals, ml, to_norm, bins)
                 loss.backward()
                 opt.step()
                 losses.append(float(loss.detach()))
     with torch.no_grad():  # the start (centres of mass) and the end, both on the finest level
-        ncc_end = float(_similarity(params, index, to_lps, vals, ml, to_norm))
+        score_end = float(_similarity(params, index, to_lps, vals, ml, to_norm, bins))
         start = _Params(cf, shift)
         start.load_state_dict(start_state)
-        ncc_start = float(_similarity(start, index, to_lps, vals, ml, to_norm))
+        score_start = float(_similarity(start, index, to_lps, vals, ml, to_norm, bins))
     matrix = params.matrix().detach().numpy()
-    result = GlobalResult(matrix, config.mode, shift, overlap, ncc_start, ncc_end, time.perf_counter() - t0, losses)
-    if not np.all(np.isfinite(matrix)) or not ncc_end > max(ncc_start - 1e-3, 0.05) or \
+    result = GlobalResult(matrix, config.mode, shift, overlap, score_start, score_end, time.perf_counter() - t0, losses,
+                          config.similarity)
+    if not np.all(np.isfinite(matrix)) or not score_end > max(score_start - 1e-3, 0.05 if config.similarity == "ncc"
+                                                              else 0.01) or \
             not 0.5 < abs(np.linalg.det(matrix[:3, :3])) < 2.0:
         raise InputError(moving.path, f"the global stage could not align {names} ({result.message}); "
                                       f"check that both headers describe the same anatomy")
