@@ -27,8 +27,8 @@ test-all: setup
 	$(PY) -m pytest -q -m ''
 
 # The main job: generate demo-brain from the registry-shipped MNI152 template, preprocess it,
-# and evaluate the shipped model (alone, and with 15 steps of instance optimisation per pair)
-# beside ANTs SyNQuick, elastix and no registration on the 6 test pairs.
+# and evaluate the shipped model (its affine global stage, then the network alone and with 15 steps
+# of instance optimisation per pair) beside ANTs SyNQuick, elastix and no registration on the 6 test pairs.
 # Reruns resume (finished cases and pairs are skipped).
 demo: setup
 	$(VENV)/bin/medreg preprocess --dataset demo-brain --out $(DEMO)/preprocessed --workers $(THREADS)
@@ -38,6 +38,7 @@ demo: setup
 	@echo
 	@echo "report: $(DEMO)/evaluation/report.html"
 	@echo "retrain the model (GPU: ~3 min; CPU: DEVICE=cpu, hours):  pipelines/train_demo_brain_gpu.sh $(DEMO)/retrain"
+	@echo "then fine-tune it with the global stage (CPU: ~35 min):  pipelines/finetune_demo_brain_global.sh $(DEMO)/finetune"
 	@echo "or a short CPU run:  $(VENV)/bin/medreg train --dataset demo-brain --data $(DEMO)/preprocessed --out $(DEMO)/run --max-steps 200"
 
 # The same on demo-lung (a real chest CT with synthetic breathing motion; 4 test pairs); the last

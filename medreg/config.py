@@ -110,6 +110,21 @@ class OptimConfig(BaseModel):
     grad_clip: float | None = Field(None, gt=0)
 
 
+class MotionConfig(BaseModel):
+    """A random rigid/affine world motion of the moving image, one per sample (``medreg.training.motion``).
+
+    The global stage (``global_stage.mode``) then aligns the pair before the network, so the
+    deformable steps train on what they see at test time: the residual after the global stage.
+    """
+
+    model_config = _STRICT
+    enabled: bool = False
+    translate_mm: float = Field(20.0, ge=0)     # +- mm per axis
+    rotate_deg: float = Field(20.0, ge=0, le=90)  # +- degrees about a random axis
+    scale: float = Field(0.10, ge=0, lt=1)      # +- relative scale per axis
+    shear: float = Field(0.03, ge=0, lt=1)      # +- off-diagonal terms of the linear part
+
+
 class AugmentConfig(BaseModel):
     """Random augmentation (MONAI), drawn independently for fixed and moving, deterministic given the seed."""
 
@@ -121,6 +136,16 @@ class AugmentConfig(BaseModel):
     translate: float = Field(2.0, ge=0)         # +- voxels per axis (network grid)
     intensity_shift: float = Field(0.05, ge=0)  # +- added to the [0, 1] intensities
     intensity_scale: float = Field(0.05, ge=0)  # +- relative intensity scale
+    motion: MotionConfig = Field(default_factory=MotionConfig)
+
+
+class GlobalStageConfig(BaseModel):
+    """The global stage before the network (``medreg.inference.global_stage``): in training (before every training
+    and validation pair) and, for the trained model, the default of ``--global`` in register and evaluate."""
+
+    model_config = _STRICT
+    mode: Literal["none", "rigid", "affine"] = "none"
+    similarity: Literal["ncc", "mi"] = "ncc"   # mi (mutual information) when fixed and moving differ in contrast
 
 
 class TrainSection(BaseModel):
@@ -151,6 +176,7 @@ class Config(BaseModel):
     loss: LossConfig = Field(default_factory=LossConfig)
     optim: OptimConfig = Field(default_factory=OptimConfig)
     train: TrainSection = Field(default_factory=TrainSection)
+    global_stage: GlobalStageConfig = Field(default_factory=GlobalStageConfig)
 
     @model_validator(mode="after")
     def _shape_multiple(self) -> "Config":

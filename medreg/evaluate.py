@@ -63,7 +63,7 @@ class EvaluationOptions:
     model: Path | None = None
     baselines: list[str] = field(default_factory=list)
     io: IOConfig = NO_IO
-    global_stage: GlobalConfig = field(default_factory=GlobalConfig)
+    global_stage: GlobalConfig | None = None  # None: the model's (its config's global_stage.mode)
     split: str = "test"
     threads: int = 1
     shard: Shard = field(default_factory=Shard)
@@ -253,7 +253,8 @@ def evaluate(opts: EvaluationOptions) -> EvaluationResult:
         "format": "medreg-evaluation", "dataset": manifest.dataset, "data": str(root.resolve()), "split": opts.split,
         "split_pairs": len(split_pairs), "shard": str(opts.shard), "pairs": [e.id for e in pairs],
         "threads": int(opts.threads), "channel": channel, "channels": channels, "seed": int(opts.seed),
-        "model": None if opts.model is None else str(opts.model), "io": opts.io.describe(), "global": opts.global_stage.mode,
+        "model": None if opts.model is None else str(opts.model), "io": opts.io.describe(),
+        "global": next((m.global_stage.mode for m in methods if hasattr(m, "global_stage")), None),
         "methods": [m.describe() for m in methods], "reference": _reference(methods),
         "machine": machine_info([m.device for m in methods]), "command": opts.command, "started": _now(),
         "submission": bool(opts.submission),

@@ -32,6 +32,7 @@ import torch
 from medreg.config import RESUMABLE_KEYS, Config, changed_keys, load_config
 from medreg.errors import ConfigError, InputError, MedregError
 from medreg.io.atomic import write_text_atomic
+from medreg.inference.global_stage import GlobalConfig
 from medreg.io.checkpoint import existing_checkpoint_dir, load_trainer_state, save_checkpoint
 from medreg.registration.build import build_model, required_multiple
 from medreg.registration.objective import RegistrationObjective, objective_from_config
@@ -40,6 +41,7 @@ from medreg.training.data import (LoadPaird, hold_out, StepSampler, TrainPairs, 
                                   split_records)
 from medreg.training.logs import RunLogger
 from medreg.transforms.input_pipeline import InputPipeline
+from medreg.training.motion import MotionThenGlobal, align_validation_item
 from medreg.training.validation import validate
 
 
@@ -143,8 +145,22 @@ def resolve_run_config(out: Path, config: Config | None, resume: bool) -> Config
 
 
 # --------------------------------------------------------------------------- the loop
+def _load_init(model: torch.nn.Module, config: Config, init: str | Path, device: torch.device) -> None:
+    """Copy the weights of the model at ``init`` into ``model`` (the same ``model`` section, else ConfigError)."""
+    from medreg.inference.bundle import load_bundle
+
+    bundle = load_bundle(init, "cpu")
+    if bundle.config.model != config.model or bundle.config.channels != config.channels:
+        raise ConfigError(f"--init {init}: its model section {bundle.config.model.model_dump()} with channels "
+                          f"{bundle.config.channels} differs from this config's {config.model.model_dump()} with "
+                          f"channels {config.channels}; fine-tune with the same model section")
+    model.load_state_dict(bundle.model.state_dict(), strict=True)
+    model.to(device)
+
+
 def train(config: Config | None, data: str | Path, out: str | Path, *, device: str = "auto", resume: bool = False,
-          max_steps: int | None = None, progress: bool = True, tensorboard: bool = True) -> TrainResult:
+          max_steps: int | None = None, progress: bool = True, tensorboard: bool = True,
+          init: str | Path | None = None) -> TrainResult:
     """Train a registration model on the manifest in ``data``; write logs and checkpoints to ``out``."""
     from medreg.datasets.manifest import read_manifest
 
@@ -175,12 +191,17 @@ def train(config: Config | None, data: str | Path, out: str | Path, *, device: s
         if config.data.val_split is not None and not has_val and ctx.is_main:
             print(f"medreg train: warning: no pairs of split {config.data.val_split!r} (data.val_split) in "
                   f"{manifest_path}; training without validation or best checkpoint", file=sys.stderr)
-        val_items = [loader_fn(r) for r in val_records] if ctx.is_main else []
-        augment = None
+        global_stage = GlobalConfig(config.global_stage.mode, similarity=config.global_stage.similarity)
+        val_items = [align_validation_item(loader_fn(r), global_stage) for r in val_records] if ctx.is_main else []
+        augment = prealign = None
         if t.augmentation.enabled:
             from medreg.training.augment import PairAugmenter
 
             augment = PairAugmenter(t.augmentation)
+        if (t.augmentation.enabled and t.augmentation.motion.enabled) or global_stage.enabled:
+            motion = t.augmentation.motion if t.augmentation.enabled else t.augmentation.motion.model_copy(
+                update={"enabled": False})
+            prealign = MotionThenGlobal(motion, global_stage.mode, similarity=global_stage.similarity)
 
         # -- model, objective, optimiser -----------------------------------------
         torch.manual_seed(t.seed)
@@ -200,9 +221,12 @@ def train(config: Config | None, data: str | Path, out: str | Path, *, device: s
                 scaler.load_state_dict(state["scaler"])
             set_rng_state(state["rng"])
             step, best = int(state["step"]), state.get("best")
-        elif ctx.is_main:
-            out.mkdir(parents=True, exist_ok=True)
-            write_text_atomic(out / "config.yaml", config.to_yaml())
+        else:
+            if init is not None:
+                _load_init(model, config, init, ctx.device)
+            if ctx.is_main:
+                out.mkdir(parents=True, exist_ok=True)
+                write_text_atomic(out / "config.yaml", config.to_yaml())
         if resume and ctx.is_main:
             write_text_atomic(out / "config.yaml", config.to_yaml(), overwrite=True)
         stop = t.steps if max_steps is None else int(max_steps)
@@ -215,7 +239,7 @@ def train(config: Config | None, data: str | Path, out: str | Path, *, device: s
 
         sampler = StepSampler(len(train_set), t.batch_size, t.seed, step, stop, ctx.rank, ctx.world)
         loader = torch.utils.data.DataLoader(
-            TrainPairs(train_set, augment), batch_size=t.batch_size, sampler=sampler, num_workers=t.workers,
+            TrainPairs(train_set, augment, prealign), batch_size=t.batch_size, sampler=sampler, num_workers=t.workers,
             collate_fn=collate_pairs, pin_memory=ctx.device.type == "cuda",
             generator=torch.Generator().manual_seed(t.seed),
         )

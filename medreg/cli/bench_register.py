@@ -23,6 +23,8 @@ def add_register(subparsers) -> None:
                    help="comma-separated ANTs presets (affine, syn-quick, syn, syn-cc) or 'none' (default syn-quick,syn)")
     p.add_argument("--repeats", type=int, default=3, help="medreg calls per pair in one process (default 3; the first is 'cold')")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="cpu")
+    p.add_argument("--global", dest="global_mode", choices=("none", "rigid", "affine"), default=None,
+                   help="medreg's global stage (default: the model's, global_stage.mode of its config)")
     p.add_argument("--json", action="store_true", help="print the figures as JSON")
     p.set_defaults(run=run_register)
 
@@ -45,6 +47,7 @@ def run_register(args: argparse.Namespace) -> int:
 
     report = bench_register(model=args.model, data=args.data, pairs=args.pairs, case=args.case, threads=args.threads,
                             baselines=specs, device=args.device, repeats=args.repeats,
+                            global_mode=args.global_mode,
                             log=lambda msg: print(msg, file=sys.stderr, flush=True))
     print(json.dumps(report, indent=1) if args.json else format_report(report))
     return 0

@@ -98,8 +98,10 @@ def _command(args: argparse.Namespace) -> str:
             parts += ["--io-upsample", str(args.io_upsample)]
         if args.io_lr is not None:
             parts += ["--io-lr", str(args.io_lr)]
-    if args.global_mode != "none":
+    if args.global_mode is not None:
         parts += ["--global", args.global_mode]
+    if getattr(args, "global_similarity", None) is not None:
+        parts += ["--global-similarity", args.global_similarity]
     parts += ["--split", args.split]
     if args.threads:
         parts += ["--threads", str(args.threads)]

@@ -30,16 +30,28 @@ def add_io_arguments(parser: argparse.ArgumentParser, *, steps_help: str | None 
 
 
 def add_global_argument(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--global", dest="global_mode", choices=("none", "rigid", "affine"), default="none",
+    parser.add_argument("--global", dest="global_mode", choices=("none", "rigid", "affine"), default=None,
                         help="a global stage before the network: centres of mass, then a rigid (or rigid + affine) "
-                             "pyramid on the pair (default none)")
+                             "pyramid on the pair (default: the model's, global_stage.mode of its config; none for "
+                             "models trained without it)")
+    parser.add_argument("--global-similarity", dest="global_similarity", choices=("ncc", "mi"), default=None,
+                        help="the global stage's similarity: ncc (one contrast) or mi (mutual information, for fixed "
+                             "and moving images of different contrasts; with --global; default ncc)")
 
 
 def global_from_args(args: argparse.Namespace):
-    """``--global`` as a :class:`medreg.inference.global_stage.GlobalConfig`."""
+    """``--global`` as a :class:`medreg.inference.global_stage.GlobalConfig` (None when not given: the model's)."""
     from medreg.inference.global_stage import GlobalConfig
 
-    return GlobalConfig(args.global_mode)
+    from medreg.errors import ConfigError
+
+    similarity = getattr(args, "global_similarity", None)
+    if args.global_mode is None:
+        if similarity is not None:
+            raise ConfigError("--global-similarity sets the global stage's similarity; give the stage too "
+                              "(--global rigid or --global affine)")
+        return None
+    return GlobalConfig(args.global_mode, similarity=similarity or "ncc")
 
 
 def io_from_args(args: argparse.Namespace):

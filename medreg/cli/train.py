@@ -29,6 +29,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                         help="stop after step N (default: train.steps; the schedule still spans train.steps)")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="default: CUDA if present")
     parser.add_argument("--resume", action="store_true", help="continue RUN from RUN/checkpoints/last (exactly)")
+    parser.add_argument("--init", metavar="MODEL", default=None,
+                        help="start from this model's weights (a run, checkpoint folder or .safetensors with the "
+                             "same model section), e.g. to fine-tune a shipped model; the optimiser starts fresh")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.set_defaults(run=run)
     return parser
@@ -63,8 +66,11 @@ def run(args: argparse.Namespace) -> int:
     if args.max_steps is not None and args.max_steps < 1:
         raise InputError(None, f"expected --max-steps >= 1, found {args.max_steps}")
     config = load_run_config(args)
+    if args.init is not None and args.resume:
+        raise InputError(args.init, "--init starts a new run from a model's weights; --resume continues RUN: "
+                                    "use one of them")
     result = train(config, args.data, args.out, device=args.device, resume=args.resume, max_steps=args.max_steps,
-                   progress=not args.no_progress)
+                   progress=not args.no_progress, init=args.init)
     import os
 
     if int(os.environ.get("RANK", "0")) == 0:

@@ -32,13 +32,14 @@ from typing import Any
 
 # --------------------------------------------------------------------------- the medreg worker (fresh process)
 def medreg_worker(model: str | None, fixed: list[str], moving: list[str], landmarks: str | None, device: str,
-                  threads: int, repeats: int, out_dir: str) -> dict[str, Any]:
+                  threads: int, repeats: int, out_dir: str, global_mode: str | None = None) -> dict[str, Any]:
     """Load the model, register the pair ``repeats`` times, write the outputs once; figures as JSON."""
     import torch
 
     from medreg.memory import own_peak_rss_mb
     from medreg.inference.outputs import write_outputs
-    from medreg.inference.register import register_pair, resolve_device
+    from medreg.inference.global_stage import GlobalConfig
+    from medreg.inference.register import model_global_stage, register_pair, resolve_device
 
     torch.set_num_threads(int(threads))
     t0 = time.perf_counter()
@@ -58,11 +59,12 @@ def medreg_worker(model: str | None, fixed: list[str], moving: list[str], landma
         pipeline = None
         what = "untrained model of medreg/configs/demo-brain.yaml (timing only; its field is the identity)"
     load_seconds = time.perf_counter() - t0
+    stage = GlobalConfig(global_mode) if global_mode is not None else model_global_stage(config)
     runs = []
     res = None
     for _ in range(max(1, int(repeats))):
         res = register_pair(net, config, fixed, moving, device=dev, landmarks=landmarks,
-                            pipeline=pipeline)
+                            pipeline=pipeline, global_stage=stage)
         runs.append({"seconds": res.seconds, "timings": res.extra["timings"]})
     assert res is not None
     rss_register = own_peak_rss_mb()
@@ -70,6 +72,7 @@ def medreg_worker(model: str | None, fixed: list[str], moving: list[str], landma
     write_outputs(res, Path(out_dir) / "outputs", info={"model": what})
     out = {
         "model": what,
+        "global": stage.mode,
         "channels": list(config.channels),
         "network_shape": res.extra["preprocessed_shape"],
         "network_spacing": res.extra["preprocessed_spacing"],
@@ -113,7 +116,7 @@ def _tre(mapped: Any, target: Any) -> float:
 
 def bench_register(*, model: str | None = None, data: str | None = None, pairs: int = 1, case: str | None = None,
                    threads: int = 2, baselines: list[str] | None = None, device: str = "cpu", repeats: int = 3,
-                   log=print) -> dict[str, Any]:
+                   global_mode: str | None = None, log=print) -> dict[str, Any]:
     """Time medreg and the ANTs ``baselines`` (preset names) on demo-brain pairs; return every figure."""
     import numpy as np
 
@@ -149,11 +152,13 @@ def bench_register(*, model: str | None = None, data: str | None = None, pairs: 
                 "medreg.evaluation.bench_register:medreg_worker",
                 {"model": model, "fixed": [str(f[f"01_{c}"]) for c in _channels(model)],
                  "moving": [str(f[f"00_{c}"]) for c in _channels(model)], "landmarks": str(f["01_landmarks"]),
-                 "device": device, "threads": threads, "repeats": repeats, "out_dir": tmp},
+                 "device": device, "threads": threads, "repeats": repeats, "out_dir": tmp, "global_mode": global_mode},
                 threads=threads, seed=0, workdir=Path(tmp), what="medreg registration",
             )
             secs = [r["seconds"] for r in payload["runs"]]
-            m = report["methods"].setdefault("medreg", {"seconds": [], "cold_seconds": [], "write_seconds": [],
+            name = "medreg" if payload["global"] == "none" else f"medreg+{payload['global']}"
+            report["reference"] = name
+            m = report["methods"].setdefault(name, {"seconds": [], "cold_seconds": [], "write_seconds": [],
                                                         "peak_rss_mb": [], "peak_rss_with_outputs_mb": [], "tre_mm": []})
             m["cold_seconds"].append(secs[0])
             m["seconds"].append(float(np.median(secs[1:])) if len(secs) > 1 else secs[0])
@@ -206,7 +211,8 @@ def format_report(r: dict[str, Any]) -> str:
     for p in r["pairs"]:
         lines.append(f"pair {p['id']}: {'x'.join(map(str, p['shape']))} at {p['spacing'][0]:g} mm, "
                      f"{p['landmarks']} landmarks, TRE without registration {p['tre_none_mm']:.2f} mm")
-    med = r["methods"].get("medreg")
+    ref_name = r.get("reference", "medreg")
+    med = r["methods"].get(ref_name)
     ref = float(np.mean(med["seconds"])) if med else None
     lines.append("")
     lines.append(f"{'method':<16}{'s/pair':>10}{'peak MB':>10}{'TRE mm':>9}{'x medreg time':>15}")
@@ -216,11 +222,11 @@ def format_report(r: dict[str, Any]) -> str:
         lines.append(f"{name:<16}{s:>10.2f}{np.max(m['peak_rss_mb']):>10.0f}{np.mean(m['tre_mm']):>9.2f}{ratio:>15}")
     if med:
         lines.append("")
-        lines.append(f"medreg: first call in a fresh process {np.mean(med['cold_seconds']):.2f} s; writing all outputs "
+        lines.append(f"{ref_name}: first call in a fresh process {np.mean(med['cold_seconds']):.2f} s; writing all outputs "
                      f"(warped, field, transform.h5, jacobian) {np.mean(med['write_seconds']):.2f} s more, peak "
                      f"{np.max(med['peak_rss_with_outputs_mb']):.0f} MB; stages {med.get('timings')}")
         for name, m in r["methods"].items():
-            if name != "medreg":
+            if name != ref_name:
                 lines.append(f"{name} / medreg time: {np.mean(m['seconds']) / ref:.1f}x "
                              f"(with medreg's output writing: {np.mean(m['seconds']) / (ref + np.mean(med['write_seconds'])):.1f}x)")
     return "\n".join(lines)

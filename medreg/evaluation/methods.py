@@ -96,21 +96,26 @@ class MedregMethod:
     """
 
     def __init__(self, run: str | Path, *, io: IOConfig = NO_IO, device: str = "cpu",
-                 share_model_of: "MedregMethod | None" = None, global_stage: GlobalConfig = GlobalConfig()):
+                 share_model_of: "MedregMethod | None" = None, global_stage: GlobalConfig | None = None):
         self.io = io
-        self.global_stage = global_stage
         self.run = Path(run)
         if device == "auto":
             import torch
 
             device = "cuda" if torch.cuda.is_available() else "cpu"
         self.device = str(device)
-        self.name = io.method_name()
-        if global_stage.enabled:  # medreg+affine, medreg+affine+io15
-            self.name = self.name.replace("medreg", f"medreg+{global_stage.mode}", 1)
         self._warm = False
         self._loaded: Any = None
         self._share = share_model_of
+        if global_stage is None:  # the model's own (its config's global_stage.mode)
+            from medreg.inference.register import model_global_stage
+
+            global_stage = model_global_stage(self.load().config)
+        self.global_stage = global_stage
+        self.name = io.method_name()
+        if global_stage.enabled:  # medreg+affine, medreg+affine+io15, medreg+rigid-mi
+            tag = global_stage.mode + ("-mi" if global_stage.similarity == "mi" else "")
+            self.name = self.name.replace("medreg", f"medreg+{tag}", 1)
 
     def __repr__(self) -> str:
         return f"MedregMethod(run={str(self.run)!r}, io={self.io.method_name()!r}, device={self.device!r})"
@@ -165,7 +170,7 @@ def build_methods(
     *,
     io: IOConfig = NO_IO,
     device: str = "cpu",
-    global_stage: GlobalConfig = GlobalConfig(),
+    global_stage: GlobalConfig | None = None,
 ) -> list[EvalMethod]:
     """The methods of one evaluation, in report order: medreg (and medreg+ioN), then the baselines.
 

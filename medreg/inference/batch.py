@@ -131,7 +131,7 @@ class BatchSummary:
 
 
 def register_batch(model: torch.nn.Module, config: Any, jobs: Sequence[PairJob], out_dir: str | Path, *,
-                   io: IOConfig = NO_IO, device: str | torch.device = "cpu", global_stage: GlobalConfig = GlobalConfig(),
+                   io: IOConfig = NO_IO, device: str | torch.device = "cpu", global_stage: GlobalConfig | None = None,
                    overwrite: bool = False, info: dict[str, Any] | None = None, progress: bool = False,
                    write_h5: bool = True, pipeline: Any = None) -> BatchSummary:
     """Register every job with one loaded model into ``out_dir/<id>/``; record ``out_dir/batch.json``.

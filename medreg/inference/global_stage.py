@@ -3,35 +3,40 @@
 ``global_align(fixed, moving, GlobalConfig(mode))`` returns ``A`` (4x4, LPS mm), the map of
 fixed-space points to moving-space points (the direction of every medreg transform):
 
-1. both images are scaled to [0, 1] by their own 0.5 / 99.5 percentiles;
+1. both images are block-averaged into the pyramid (step 3) and scaled to [0, 1] by the 0.5 / 99.5
+   percentiles of their finest level;
 2. initialisation by centres of mass: ``A(p) = p + (c_moving - c_fixed)`` (intensity-weighted
    centres of the foreground); a pair whose images do not overlap in world space at all (a
    wrong origin) is brought together here, and the result says so;
-3. a pyramid (``levels_mm``: each image block-averaged to about that voxel size, each level pooled
-   from the next finer one; a block cut by the image's edge averages the voxels it holds) of Adam steps on the normalized cross-correlation of ``moving(A(p))``
-   and ``fixed(p)`` over the fixed foreground (at most ``max_points`` of its voxels per level, a
-   fixed random subset) that ``A`` maps inside the moving image (as ITK does: a field of view
-   that cuts the anatomy does not pull the result): ``rigid`` (a rotation about the fixed centre
-   and a translation) or ``affine`` (rigid first, then the 12 parameters). Rotations and the
-   linear part are scaled by a 50 mm lever, so one rate in mm serves all parameters; the rate
-   falls linearly to a tenth within each level. The chain fixed index -> LPS -> ``A`` -> moving
+3. a pyramid (``levels_mm``: each image block-averaged to about that voxel size, each level
+   pooled from the next finer one; a block cut by the image's edge averages the voxels it holds)
+   of Adam steps on the similarity of ``moving(A(p))`` and ``fixed(p)`` over the fixed
+   foreground (at most ``max_points`` of its voxels per level, a fixed random subset) that ``A``
+   maps within the moving image's outer voxel centres (as ITK does: a field of view that cuts the
+   anatomy does not pull the result): ``rigid`` (a rotation about the fixed centre and a
+   translation) or ``affine`` (rigid first, then the 12 parameters). Rotations and the linear
+   part are scaled by a 50 mm lever, so one rate in mm serves all parameters; the rate falls
+   linearly to a tenth within each level. The chain fixed index -> LPS -> ``A`` -> moving
    coordinates is one 4x4 product per step.
 
-The pyramid was chosen on demo-brain's validation pairs (training split, held out of training;
-their fixed images moved by known 15-25 degree / 15-20 mm motions): 8 / 4 / 2 mm with 60 / 30 /
-10 rigid and 0 / 30 / 10 affine steps, at most 60,000 points a level, left 0.04-0.19 mm (rigid)
-and 0.28-0.35 mm (affine) mean error in 0.6-1.1 s on 2 CPU cores (all points: the same errors in
-0.9-1.6 s; 30,000 points: up to 0.36 mm; 8 / 4 mm alone 0.14-0.26 and 0.39 mm). On the third
-motion (20 degrees, 18 mm of pair 011) every setting left 1.3 mm: the moved image is zero where
-the rotation brought in anatomy from outside the field of view, an artefact of the synthetic
-motion.
+The similarity (``similarity``) is the normalized cross-correlation (``ncc``, one contrast) or
+the mutual information of 32-bin Parzen histograms (``mi``, a Gaussian kernel one bin wide), for
+fixed and moving images of different contrasts.
 
-A pair that still cannot be aligned (no overlap after centring, or a final correlation that
-is not better than at the start) raises :class:`~medreg.errors.InputError` naming both files.
+The pyramid was chosen on demo-brain's validation pairs (training split, held out of training;
+their fixed t1 images moved by known 15-25 degree / 15-20 mm motions): 8 / 4 / 2 mm with 60 / 30
+/ 10 rigid and 0 / 30 / 10 affine steps, at most 60,000 points a level, left 0.04-0.07 mm (rigid)
+and 0.26-0.33 mm (affine) mean error. With ``mi`` and the moving image the same pairs' t2 (another
+contrast): 0.16-0.24 mm rigid, 1.1 mm affine (NCC fails there, 24-31 mm); for two contrasts use
+``rigid`` with ``mi``.
+
+A pair that still cannot be aligned (no overlap after centring, a final similarity more than
+0.05 below the start's or below a floor, a linear part that is not invertible) raises :class:`~medreg.errors.InputError` naming both files.
 
 :func:`moved_header` turns ``A`` into the moving image's header seen from the fixed space (the
 moving image "moved by A^-1"), so the deformable model runs unchanged on the pre-aligned pair;
-the total map is ``A ∘ phi``.
+the total map is ``A ∘ phi``. A pair aligned at the start (centres of mass) whose steps end a
+little worse keeps the start.
 """
 
 from __future__ import annotations
@@ -112,11 +117,15 @@ class GlobalResult:
 
 
 # --------------------------------------------------------------------------- images
-def _normalised(vol: Volume) -> torch.Tensor:
-    a = np.asarray(vol.array, dtype=np.float32)
-    lo, hi = np.percentile(a[::2, ::2, ::2], [0.5, 99.5])
+def _normalised_pyramid(vol: Volume, levels_mm: tuple[float, ...]) -> list[tuple[torch.Tensor, Grid]]:
+    """The image's pyramid, each level scaled to [0, 1] by the finest level's 0.5 / 99.5 percentiles
+    (pooled first, so the full-resolution volume is read once and never rescaled)."""
+    raw = torch.as_tensor(np.asarray(vol.array, dtype=np.float32))
+    pyramid = _pyramid(raw, Grid.of(vol), levels_mm)
+    finest = max(pyramid, key=lambda level: level[0].numel())[0]
+    lo, hi = np.percentile(finest.numpy().ravel(), [0.5, 99.5])
     hi = hi if hi > lo else lo + 1.0
-    return torch.from_numpy(np.clip((a - lo) / (hi - lo), 0.0, 1.0))
+    return [(((x - float(lo)) / float(hi - lo)).clamp_(0.0, 1.0), g) for x, g in pyramid]
 
 
 def _pool(image: torch.Tensor, grid: Grid, k: list[int]) -> tuple[torch.Tensor, Grid]:
@@ -239,10 +248,8 @@ def global_align(fixed: Volume, moving: Volume, config: GlobalConfig) -> GlobalR
     """``A`` (LPS, fixed -> moving) of the pair; InputError naming both files if it cannot be found."""
     t0 = time.perf_counter()
     names = f"{fixed.path or 'the fixed image'} and {moving.path or 'the moving image'}"
-    fg, mg = Grid.of(fixed), Grid.of(moving)
-    f_img, m_img = _normalised(fixed), _normalised(moving)
-    f_pyr = _pyramid(f_img, fg, config.levels_mm)
-    m_pyr = _pyramid(m_img, mg, config.levels_mm)
+    f_pyr = _normalised_pyramid(fixed, config.levels_mm)
+    m_pyr = _normalised_pyramid(moving, config.levels_mm)
     try:  # on the coarsest level: the same centres to a fraction of its voxel, far cheaper
         cf, f_lo, f_hi = _centre(*f_pyr[0])
         cm, m_lo, m_hi = _centre(*m_pyr[0])
@@ -289,11 +296,14 @@ def global_align(fixed: Volume, moving: Volume, config: GlobalConfig) -> GlobalR
         start.load_state_dict(start_state)
         score_start = float(_similarity(start, index, to_lps, vals, ml, to_norm, bins))
     matrix = params.matrix().detach().numpy()
+    floor = 0.05 if config.similarity == "ncc" else 0.01
+    diverged = not np.all(np.isfinite(matrix)) or score_end < score_start - 0.05 or \
+        not 0.5 < abs(np.linalg.det(matrix[:3, :3])) < 2.0
+    if not diverged and score_end < score_start:  # already aligned at the start: the steps only jittered about it
+        matrix, score_end = start.matrix().detach().numpy(), score_start
     result = GlobalResult(matrix, config.mode, shift, overlap, score_start, score_end, time.perf_counter() - t0, losses,
                           config.similarity)
-    if not np.all(np.isfinite(matrix)) or not score_end > max(score_start - 1e-3, 0.05 if config.similarity == "ncc"
-                                                              else 0.01) or \
-            not 0.5 < abs(np.linalg.det(matrix[:3, :3])) < 2.0:
+    if diverged or score_end < floor:
         raise InputError(moving.path, f"the global stage could not align {names} ({result.message}); "
                                       f"check that both headers describe the same anatomy")
     return result

@@ -44,7 +44,14 @@ from medreg.memory import own_peak_rss_mb
 from medreg.transforms.input_pipeline import InputPipeline
 
 Source = str | Path | Volume
-NO_GLOBAL = GlobalConfig()
+
+
+def model_global_stage(config: Any) -> GlobalConfig:
+    """The global stage a model was trained with (``global_stage.mode`` of its config; none for older models)."""
+    section = getattr(config, "global_stage", None)
+    if section is None:
+        return GlobalConfig("none")
+    return GlobalConfig(section.mode, similarity=section.similarity)
 
 
 @dataclass
@@ -127,7 +134,7 @@ def _sync(dev: torch.device) -> None:
 def register_pair(model: torch.nn.Module, config: Any, fixed_path: Source | Sequence[Source],
                   moving_path: Source | Sequence[Source], *, io: IOConfig = NO_IO, device: str | torch.device = "cpu",
                   landmarks: str | Path | None = None, pipeline: InputPipeline | None = None,
-                  global_stage: GlobalConfig = NO_GLOBAL) -> RegistrationResult:
+                  global_stage: GlobalConfig | None = None) -> RegistrationResult:
     """Register ``moving`` to ``fixed`` with ``model`` and map the result to the original grids.
 
     Args:
@@ -139,11 +146,13 @@ def register_pair(model: torch.nn.Module, config: Any, fixed_path: Source | Sequ
         device: ``cpu``, ``cuda`` or ``auto``.
         landmarks: fixed-space landmark file (BraTS-Reg CSV, DIR-Lab txt, Learn2Reg csv).
         global_stage: a rigid or affine stage before the network (:mod:`medreg.inference.global_stage`;
-            default none): the network then registers the pre-aligned pair, and ``u`` is the total map.
+            default None: the model's, :func:`model_global_stage`): the network then registers the
+            pre-aligned pair, and ``u`` is the total map.
         pipeline: the model's input pipeline (the bundle's, :mod:`medreg.inference.bundle`; default
             ``InputPipeline.for_model(config)``: ``config.preprocess`` for both stages).
     """
     t_start = time.perf_counter()
+    global_stage = global_stage if global_stage is not None else model_global_stage(config)
     dev = resolve_device(device)
     channels = list(config.preprocess.modalities)
     fixed_src = _sources(fixed_path, channels, "fixed")

@@ -176,11 +176,13 @@ class StepSampler(torch.utils.data.Sampler):
 
 
 class TrainPairs(torch.utils.data.Dataset):
-    """Indexed by ``(index, seed)``: the cached pair, augmented with that seed."""
+    """Indexed by ``(index, seed)``: the cached pair, augmented with that seed, then (``prealign``: a
+    :class:`medreg.training.motion.MotionThenGlobal`) moved and aligned by the global stage."""
 
-    def __init__(self, base, augment=None):
+    def __init__(self, base, augment=None, prealign=None):
         self.base = base
         self.augment = augment
+        self.prealign = prealign
 
     def __len__(self) -> int:
         return len(self.base)
@@ -191,6 +193,8 @@ class TrainPairs(torch.utils.data.Dataset):
         fixed, moving = item["fixed"], item["moving"]
         if self.augment is not None:
             fixed, moving = self.augment(fixed, moving, seed)
+        if self.prealign is not None:
+            moving = self.prealign(fixed, moving, item["affine"], seed)
         return {"id": item["id"], "fixed": fixed, "moving": moving}
 
 

@@ -26,9 +26,12 @@ def map_points(phi: Transform, points_lps: np.ndarray, affine: np.ndarray, shape
 
 
 def landmark_errors(phi: Transform, fixed_lps: np.ndarray, moving_lps: np.ndarray, affine: np.ndarray,
-                    shape: tuple[int, ...], device: torch.device | str = "cpu") -> np.ndarray:
-    """``||phi(p_fixed) - p_moving||`` in mm per landmark."""
+                    shape: tuple[int, ...], device: torch.device | str = "cpu",
+                    global_lps: np.ndarray | None = None) -> np.ndarray:
+    """``||A(phi(p_fixed)) - p_moving||`` in mm per landmark (``A = global_lps``, the global stage; none: identity)."""
     mapped = map_points(phi, fixed_lps, affine, shape, device)
+    if global_lps is not None:
+        mapped = mapped @ global_lps[:3, :3].T + global_lps[:3, 3]
     return np.linalg.norm(mapped - np.asarray(moving_lps, dtype=np.float64), axis=1)
 
 
@@ -72,7 +75,7 @@ def validate(objective: torch.nn.Module, items: list[dict[str, Any]], device: to
         shape = tuple(fixed.shape[2:])
         if len(item["fixed_points"]):
             tre_all.append(landmark_errors(result.phi, item["fixed_points"], item["moving_points"],
-                                           item["affine"], shape, device))
+                                           item["affine"], shape, device, item.get("global_lps")))
             tre_none.append(np.linalg.norm(item["fixed_points"] - item["moving_points"], axis=1))
         if want_panel and n == 0:
             coords = result.phi.on_grid(shape, device, torch.float32)

@@ -204,17 +204,26 @@ def test_bench_register_times_medreg_on_a_demo_style_pair(tmp_path):
     a = np.diag([-1.0, -1.0, 1.0, 1.0])
     a[1, 3] = 39.0
     rng = np.random.default_rng(0)
-    for key in ("00_t1", "00_t2", "01_t1", "01_t2"):
-        save_volume(files[key], gaussian_filter(rng.random((36, 40, 32)), 2).astype(np.float32), a, brats_header=True)
+    for channel in ("t1", "t2"):  # the same image at both time points: the global stage must find the identity
+        image = gaussian_filter(rng.random((36, 40, 32)), 2).astype(np.float32)
+        for t in ("00", "01"):
+            save_volume(files[f"{t}_{channel}"], image, a, brats_header=True)
     pts = voxel_to_lps(a, np.array([[10.0, 12.0, 14.0], [20.0, 18.0, 16.0]]))
     for key in ("00_landmarks", "01_landmarks"):
         write_brats_csv(files[key], Landmarks(["1", "2"], pts))
-    report = bench_register(data=str(root), threads=1, baselines=[], repeats=2, log=lambda m: None)
+    report = bench_register(data=str(root), threads=1, baselines=[], repeats=2, log=lambda m: None, global_mode="none")
+    assert report["reference"] == "medreg"
     med = report["methods"]["medreg"]
     assert med["seconds"][0] > 0 and med["peak_rss_mb"][0] > 50 and med["tre_mm"][0] == pytest.approx(0.0, abs=1e-3)
     assert report["pairs"][0]["shape"] == [36, 40, 32] and "untrained" in report["model"]
     text = format_report(report)
     assert "medreg" in text and "threads: 1" in text
+    # without --global: the model's stage (the demo-brain preset's affine), timed with the rest
+    staged = bench_register(data=str(root), threads=1, baselines=[], repeats=1, log=lambda m: None)
+    assert staged["reference"] == "medreg+affine"
+    assert "global" in staged["methods"]["medreg+affine"]["timings"]
+    assert staged["methods"]["medreg+affine"]["tre_mm"][0] < 0.3
+    assert "medreg+affine: first call" in format_report(staged)
     parser = argparse.ArgumentParser()
     add_register(parser.add_subparsers())
     args = parser.parse_args(["register", "--baselines", "syn-quick,bogus"])
