@@ -145,8 +145,11 @@ def resolve_run_config(out: Path, config: Config | None, resume: bool) -> Config
 
 
 # --------------------------------------------------------------------------- the loop
-def _load_init(model: torch.nn.Module, config: Config, init: str | Path, device: torch.device) -> None:
-    """Copy the weights of the model at ``init`` into ``model`` (the same ``model`` section, else ConfigError)."""
+def _load_init(model: torch.nn.Module, config: Config, init: str | Path, device: torch.device) -> dict:
+    """Copy the weights of the model at ``init`` into ``model`` (the same ``model`` section, else ConfigError);
+    return where they came from (file and sha256), which the run records in ``RUN/init.json``."""
+    import hashlib
+
     from medreg.inference.bundle import load_bundle
 
     bundle = load_bundle(init, "cpu")
@@ -156,6 +159,8 @@ def _load_init(model: torch.nn.Module, config: Config, init: str | Path, device:
                           f"channels {config.channels}; fine-tune with the same model section")
     model.load_state_dict(bundle.model.state_dict(), strict=True)
     model.to(device)
+    path = Path(bundle.path).resolve()
+    return {"init": str(path), "sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
 
 
 def train(config: Config | None, data: str | Path, out: str | Path, *, device: str = "auto", resume: bool = False,
@@ -222,11 +227,14 @@ def train(config: Config | None, data: str | Path, out: str | Path, *, device: s
             set_rng_state(state["rng"])
             step, best = int(state["step"]), state.get("best")
         else:
-            if init is not None:
-                _load_init(model, config, init, ctx.device)
+            origin = _load_init(model, config, init, ctx.device) if init is not None else None
             if ctx.is_main:
                 out.mkdir(parents=True, exist_ok=True)
                 write_text_atomic(out / "config.yaml", config.to_yaml())
+                if origin is not None:
+                    import json
+
+                    write_text_atomic(out / "init.json", json.dumps(origin, indent=1))
         if resume and ctx.is_main:
             write_text_atomic(out / "config.yaml", config.to_yaml(), overwrite=True)
         stop = t.steps if max_steps is None else int(max_steps)

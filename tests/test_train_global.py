@@ -118,6 +118,10 @@ def test_training_with_motions_and_the_stage_then_register_uses_it_by_default(da
     _load_init(fresh, config, run, torch.device("cpu"))
     for (k, a), b in zip(fresh.state_dict().items(), bundle.model.state_dict().values()):
         assert torch.equal(a, b), k
+    tuned = train(config, data, tmp_path / "tuned", device="cpu", progress=False, tensorboard=False, init=run,
+                  max_steps=1)
+    origin = json.loads((tmp_path / "tuned" / "init.json").read_text())
+    assert tuned.step == 1 and origin["init"] == str(bundle.path.resolve()) and len(origin["sha256"]) == 64
     other = load_config(preset_path("demo-brain"), [*TINY, "model.unet_channels=[4, 8, 16]"])
     with pytest.raises(ConfigError, match="same model section"):
         _load_init(build_model(other.model, 2), other, run, torch.device("cpu"))
