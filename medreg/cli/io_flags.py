@@ -41,9 +41,8 @@ def add_global_argument(parser: argparse.ArgumentParser) -> None:
 
 def global_from_args(args: argparse.Namespace):
     """``--global`` as a :class:`medreg.inference.global_stage.GlobalConfig` (None when not given: the model's)."""
-    from medreg.inference.global_stage import GlobalConfig
-
     from medreg.errors import ConfigError
+    from medreg.inference.global_stage import GlobalConfig
 
     similarity = getattr(args, "global_similarity", None)
     if args.global_mode is None:

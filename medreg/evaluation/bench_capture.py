@@ -93,10 +93,9 @@ def bench_capture(*, model: str, dataset: str = "demo-brain", baselines: list[st
     bundle = load_bundle(model)
     centre_grid = Grid.of(load_volume(next(iter(case.moving.values()))))
     centre = centre_grid.index_to_lps((np.asarray(centre_grid.shape, float)[None] - 1) / 2)[0]
-    medreg_runs = [("medreg", io_from_flags(0), GlobalConfig("none")),
-                   ("medreg+affine", io_from_flags(0), GlobalConfig("affine")),
-                   (f"medreg+io{io_steps}", io_from_flags(io_steps), GlobalConfig("none")),
-                   (f"medreg+affine+io{io_steps}", io_from_flags(io_steps), GlobalConfig("affine"))]
+    medreg_runs = [(io.method_name().replace("medreg", "medreg" + glob.tag, 1), io, glob)
+                   for io in (io_from_flags(0), io_from_flags(io_steps))
+                   for glob in (GlobalConfig("none"), GlobalConfig("affine"))]
     rows: list[dict[str, Any]] = []
     warm: set[str] = set()  # every configuration once untimed: the global stage's first call pays a one-off start
     for kind, mm, deg in (m for m in motions() if m[0] in kinds):

@@ -72,7 +72,7 @@ def medreg_worker(model: str | None, fixed: list[str], moving: list[str], landma
     write_outputs(res, Path(out_dir) / "outputs", info={"model": what})
     out = {
         "model": what,
-        "global": stage.mode,
+        "name": "medreg" + stage.tag,
         "channels": list(config.channels),
         "network_shape": res.extra["preprocessed_shape"],
         "network_spacing": res.extra["preprocessed_spacing"],
@@ -156,7 +156,7 @@ def bench_register(*, model: str | None = None, data: str | None = None, pairs: 
                 threads=threads, seed=0, workdir=Path(tmp), what="medreg registration",
             )
             secs = [r["seconds"] for r in payload["runs"]]
-            name = "medreg" if payload["global"] == "none" else f"medreg+{payload['global']}"
+            name = payload["name"]
             report["reference"] = name
             m = report["methods"].setdefault(name, {"seconds": [], "cold_seconds": [], "write_seconds": [],
                                                         "peak_rss_mb": [], "peak_rss_with_outputs_mb": [], "tre_mm": []})

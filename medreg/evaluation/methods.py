@@ -113,9 +113,7 @@ class MedregMethod:
             global_stage = model_global_stage(self.load().config)
         self.global_stage = global_stage
         self.name = io.method_name()
-        if global_stage.enabled:  # medreg+affine, medreg+affine+io15, medreg+rigid-mi
-            tag = global_stage.mode + ("-mi" if global_stage.similarity == "mi" else "")
-            self.name = self.name.replace("medreg", f"medreg+{tag}", 1)
+        self.name = self.name.replace("medreg", "medreg" + global_stage.tag, 1)  # medreg+affine+io15
 
     def __repr__(self) -> str:
         return f"MedregMethod(run={str(self.run)!r}, io={self.io.method_name()!r}, device={self.device!r})"

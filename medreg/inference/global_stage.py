@@ -85,6 +85,13 @@ class GlobalConfig:
     def enabled(self) -> bool:
         return self.mode != "none"
 
+    @property
+    def tag(self) -> str:
+        """What a method name adds for this stage: ``""``, ``"+affine"``, ``"+rigid-mi"`` (medreg+affine+io15)."""
+        if not self.enabled:
+            return ""
+        return f"+{self.mode}" + ("-mi" if self.similarity == "mi" else "")
+
 
 @dataclass
 class GlobalResult:
