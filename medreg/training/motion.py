@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from scipy.spatial.transform import Rotation
 
 from medreg.errors import InputError
 from medreg.geometry import Grid, warp_image
@@ -40,8 +41,7 @@ def random_motion(rng: np.random.Generator, cfg: Any, centre: np.ndarray) -> np.
     axis = rng.normal(size=3)
     axis /= np.linalg.norm(axis) + 1e-12
     angle = np.deg2rad(rng.uniform(-cfg.rotate_deg, cfg.rotate_deg))
-    k = np.array([[0, -axis[2], axis[1]], [axis[2], 0, -axis[0]], [-axis[1], axis[0], 0]])
-    rot = np.eye(3) + np.sin(angle) * k + (1 - np.cos(angle)) * (k @ k)
+    rot = Rotation.from_rotvec(angle * axis).as_matrix()
     scale = np.diag(1.0 + rng.uniform(-cfg.scale, cfg.scale, size=3))
     shear = np.eye(3)
     off = ~np.eye(3, dtype=bool)
