@@ -25,8 +25,14 @@ def jacobian_matrix(coords: torch.Tensor) -> torch.Tensor:
 
 def jacobian_determinant(coords: torch.Tensor) -> torch.Tensor:
     """Determinant ``(B, *S)`` of the Jacobian of a dense map ``(B, D, *S)`` (normalized coordinates)."""
-    jac = jacobian_matrix(coords)
-    return torch.linalg.det(jac.movedim(1, -1).movedim(1, -1))
+    j = jacobian_matrix(coords)
+    if j.shape[1] == 2:  # closed forms: several times faster than an LU per voxel, same values to rounding
+        return j[:, 0, 0] * j[:, 1, 1] - j[:, 0, 1] * j[:, 1, 0]
+    if j.shape[1] == 3:
+        return (j[:, 0, 0] * (j[:, 1, 1] * j[:, 2, 2] - j[:, 1, 2] * j[:, 2, 1])
+                - j[:, 0, 1] * (j[:, 1, 0] * j[:, 2, 2] - j[:, 1, 2] * j[:, 2, 0])
+                + j[:, 0, 2] * (j[:, 1, 0] * j[:, 2, 1] - j[:, 1, 1] * j[:, 2, 0]))
+    return torch.linalg.det(j.movedim(1, -1).movedim(1, -1))
 
 
 def folding_fraction(detj: torch.Tensor) -> torch.Tensor:

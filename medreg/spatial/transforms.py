@@ -51,6 +51,9 @@ class DisplacementField(Transform):
         self.u = displacement
 
     def __call__(self, coords: torch.Tensor) -> torch.Tensor:
+        shape = self.u.shape[2:]
+        if coords.shape[2:] == shape and coords is identity_grid(shape, coords.device, coords.dtype):
+            return coords + self.u.to(coords.dtype)  # at its own voxel centres the field needs no interpolation
         return coords + sample(self.u, coords, mode="linear", padding_mode="border")
 
     def displacement(self, shape=None, device=None, dtype=torch.float32) -> torch.Tensor:
