@@ -23,14 +23,26 @@ def _diff(x: torch.Tensor, axis: int) -> torch.Tensor:
     return x.narrow(dim, 1, n - 1) - x.narrow(dim, 0, n - 1)
 
 
-def diffusion_loss(disp: torch.Tensor) -> torch.Tensor:
-    """Mean over voxels of ``sum_{c,d} (du_c/dx_d)^2`` (forward differences, voxel units)."""
+def _mean(x: torch.Tensor, reduction: str) -> torch.Tensor:
+    """Mean over voxels (and channels summed before): over the batch too, or one value per item."""
+    if reduction == "mean":
+        return x.mean()
+    if reduction == "none":
+        return x.flatten(1).mean(1)
+    raise ValueError(f"reduction {reduction!r}; expected 'mean' or 'none'")
+
+
+def diffusion_loss(disp: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
+    """Mean over voxels of ``sum_{c,d} (du_c/dx_d)^2`` (forward differences, voxel units).
+
+    ``reduction="none"`` gives one value per batch item (their mean is the ``"mean"`` value).
+    """
     u = _to_voxels(disp)
     ndim = u.dim() - 2
-    return sum(_diff(u, d).pow(2).sum(1).mean() for d in range(ndim))
+    return sum(_mean(_diff(u, d).pow(2).sum(1), reduction) for d in range(ndim))
 
 
-def bending_energy_loss(disp: torch.Tensor) -> torch.Tensor:
+def bending_energy_loss(disp: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
     """Mean over voxels of the squared second derivatives ``sum_{c,d,e} (d2 u_c / dx_d dx_e)^2``."""
     u = _to_voxels(disp)
     ndim = u.dim() - 2
@@ -38,7 +50,7 @@ def bending_energy_loss(disp: torch.Tensor) -> torch.Tensor:
     for d in range(ndim):
         du = _diff(u, d)
         for e in range(ndim):  # mixed terms counted for (d, e) and (e, d)
-            total = total + _diff(du, e).pow(2).sum(1).mean()
+            total = total + _mean(_diff(du, e).pow(2).sum(1), reduction)
     return total
 
 
