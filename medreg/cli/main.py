@@ -20,10 +20,11 @@ COMMANDS: dict[str, str] = {
     "apply": "apply",
     "evaluate": "evaluate",
     "report": "report",
+    "probe": "probe",
 }
 
 # commands that run torch on large volumes: they keep freed memory in the heap (medreg.memory)
-HEAVY_COMMANDS = frozenset({"train", "bench", "register", "apply", "evaluate", "preprocess"})
+HEAVY_COMMANDS = frozenset({"train", "bench", "register", "apply", "evaluate", "preprocess", "probe"})
 
 
 def build_parser() -> argparse.ArgumentParser:
