@@ -25,8 +25,6 @@ pairs), ``summary.csv`` (mean and standard deviation over the seeds, per budget,
 from __future__ import annotations
 
 import argparse
-import csv
-import io
 import json
 import math
 import platform
@@ -37,7 +35,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from medreg.datasets.mnist import load_mnist, split_indices
+from medreg.datasets.mnist import start_seed_run
+from medreg.evaluation.probe import csv_text, finish_panel, plot_band
+from medreg.errors import InputError
 from medreg.io.atomic import write_text_atomic
 from medreg.losses import diffusion_loss, ssd_loss
 from medreg.networks import FCNet
@@ -160,26 +160,12 @@ def save_curves(path: Path, summary: list[dict], budgets: list[float]) -> None:
         for digit, style in (("5", "-"), ("7", "--")):
             for budget in budgets:
                 rows = [r for r in summary if r["digit"] == digit and r["seconds"] == budget]
-                steps = [r["step"] for r in rows]
-                m = np.array([r[f"{key}_mean"] for r in rows])
-                sd = np.array([r[f"{key}_sd"] for r in rows])
-                line, = ax.plot(steps, m, style, marker=".", label=f"{digit}s, {budget:g} s")
-                ax.fill_between(steps, m - sd, m + sd, color=line.get_color(), alpha=0.2)
-        ax.axvline(STEPS, color="grey", lw=0.8)
-        ax.set_title(title)
-        ax.set_xlabel(f"step (0 = before; trained for {STEPS}, grey line)")
+                plot_band(ax, rows, key, f"{digit}s, {budget:g} s", style, ".")
+        finish_panel(ax, title, STEPS, f"step (0 = before; trained for {STEPS}, grey line)")
     axes[0, 0].legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
-
-
-def _csv(rows: list[dict]) -> str:
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=list(rows[0]))
-    w.writeheader()
-    w.writerows(rows)
-    return buf.getvalue()
 
 
 def summarise(step_rows: list[dict]) -> list[dict]:
@@ -218,17 +204,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: --seeds and --seconds take comma-separated numbers, found {args.seeds!r} / {args.seconds!r}",
               file=sys.stderr)
         return 2
-    if args.out.exists() and any(args.out.iterdir()):
-        print(f"error: {args.out} already holds files; choose a new --out", file=sys.stderr)
+    try:
+        x_all, labels, splits = start_seed_run(args.out, args.threads)
+    except InputError as err:
+        print(f"error: {err}", file=sys.stderr)
         return 2
-    args.out.mkdir(parents=True, exist_ok=True)
-    torch.set_num_threads(args.threads)
-
-    images, labels = load_mnist()
-    x_all = torch.from_numpy(images).unsqueeze(1)
     # the data split and the classifier are fixed (split seed 0), so every run is scored the same way
-    fives = split_indices(labels, {"train": 0.5, "classifier": 0.3, "eval": 0.2}, 5, 0)
-    sevens = split_indices(labels, {"classifier": 0.5, "eval": 0.5}, 7, 0)
+    fives, sevens = splits["5"], splits["7"]
     held_out = np.concatenate([fives["train"], fives["eval"], sevens["eval"]])
     rng = np.random.default_rng(0)
     clf_idx = np.setdiff1d(np.arange(len(labels)), held_out)
@@ -260,8 +242,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"seed {seed}, {budget:g} s: {info['steps']} steps ({info['steps_per_second']:.1f}/s); "
                   f"held-out fives MSD {run['msd_5']:.4f}, sevens {run['msd_7']:.4f}", flush=True)
     summary = summarise(step_rows)
-    write_text_atomic(args.out / "steps.csv", _csv(step_rows))
-    write_text_atomic(args.out / "summary.csv", _csv(summary))
+    write_text_atomic(args.out / "steps.csv", csv_text(step_rows))
+    write_text_atomic(args.out / "summary.csv", csv_text(summary))
     save_curves(args.out / "steps.png", summary, budgets)
     metrics = {
         "model_steps": STEPS, "unrolled_to": STEPS * UNROLL, "batch": args.batch, "lambda": args.lam, "lr": args.lr,

@@ -30,7 +30,8 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from medreg.datasets.mnist import load_mnist, split_indices
+from medreg.datasets.mnist import start_seed_run
+from medreg.errors import InputError
 from medreg.io.atomic import write_text_atomic
 from medreg.networks import FCNet
 from medreg.registration import FromVectorField, RegistrationObjective, stack_two_step
@@ -146,16 +147,12 @@ def main(argv: list[str] | None = None) -> int:
         print("error: icon_registration is not installed; run: pip install --no-deps icon_registration==1.1.9",
               file=sys.stderr)
         return 2
-    if args.out.exists() and any(args.out.iterdir()):
-        print(f"error: {args.out} already holds files; choose a new --out", file=sys.stderr)
+    try:
+        x, labels, splits = start_seed_run(args.out, args.threads)
+    except InputError as err:
+        print(f"error: {err}", file=sys.stderr)
         return 2
-    args.out.mkdir(parents=True, exist_ok=True)
-    torch.set_num_threads(args.threads)
-
-    images, labels = load_mnist()
-    x = torch.from_numpy(images).unsqueeze(1)
-    fives = split_indices(labels, {"train": 0.5, "classifier": 0.3, "eval": 0.2}, 5, 0)
-    sevens = split_indices(labels, {"classifier": 0.5, "eval": 0.5}, 7, 0)
+    fives, sevens = splits["5"], splits["7"]
     train = x[fives["train"]]
     rng = np.random.default_rng(1234)
     evals = {}

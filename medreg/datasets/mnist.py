@@ -43,3 +43,34 @@ def split_indices(labels: np.ndarray, fractions: dict[str, float], digit: int, s
         out[name] = idx[start:stop]
         start = stop
     return out
+
+
+def seed_experiment_splits(labels: np.ndarray) -> dict[str, dict[str, np.ndarray]]:
+    """The seed experiment's fixed split (split seed 0): fives for training / the classifier / evaluation, sevens for
+    the classifier / evaluation. Every MNIST pipeline uses it, so their figures are on the same held-out digits."""
+    return {"5": split_indices(labels, {"train": 0.5, "classifier": 0.3, "eval": 0.2}, 5, 0),
+            "7": split_indices(labels, {"classifier": 0.5, "eval": 0.5}, 7, 0)}
+
+
+def seed_experiment_data(path: str | Path | None = None):
+    """``(images (N, 1, 28, 28) float tensor, labels (N,) numpy, seed_experiment_splits(labels))``."""
+    import torch
+
+    images, labels = load_mnist(path)
+    return torch.from_numpy(images).unsqueeze(1), labels, seed_experiment_splits(labels)
+
+
+def start_seed_run(out: str | Path, threads: int):
+    """What every MNIST pipeline starts with: a new or empty ``out`` (created), ``threads`` torch threads, the data.
+
+    Returns :func:`seed_experiment_data`; raises InputError (naming ``out``) before anything is written.
+    """
+    import torch
+
+    from medreg.io.atomic import check_new_folder
+
+    check_new_folder(out)
+    data = seed_experiment_data()
+    Path(out).mkdir(parents=True, exist_ok=True)
+    torch.set_num_threads(threads)
+    return data

@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 from medreg.errors import ConfigError, InputError
-from medreg.io.atomic import write_text_atomic
+from medreg.io.atomic import check_new_folder, write_text_atomic
 from medreg.registration.objective import objective_from_config
 from medreg.registration.probe import StepLoss, count_steps, probe_steps, unrolled_steps
 from medreg.spatial.transforms import Identity
@@ -129,7 +129,8 @@ def summarise(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
-def _csv(rows: list[dict[str, Any]]) -> str:
+def csv_text(rows: list[dict[str, Any]]) -> str:
+    """Rows of equal keys as CSV text (the header from the first row)."""
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=list(rows[0]))
     w.writeheader()
@@ -149,19 +150,27 @@ def save_curves(path: Path, summary: list[dict[str, Any]], trained: int) -> None
     fig, axes = plt.subplots(2, 3, figsize=(14, 7))
     for ax, (key, title) in zip(axes.flat, panels):
         for condition in dict.fromkeys(r["condition"] for r in summary):
-            rs = [r for r in summary if r["condition"] == condition]
-            steps = [r["step"] for r in rs]
-            m = np.array([r[f"{key}_mean"] for r in rs])
-            sd = np.array([r[f"{key}_sd"] for r in rs])
-            line, = ax.plot(steps, m, marker="o", label=condition)
-            ax.fill_between(steps, m - sd, m + sd, color=line.get_color(), alpha=0.2)
-        ax.axvline(trained, color="grey", lw=0.8)
-        ax.set_title(title)
-        ax.set_xlabel(f"step (0 = before; the model has {trained}, grey line)")
+            plot_band(ax, [r for r in summary if r["condition"] == condition], key, condition)
+        finish_panel(ax, title, trained, f"step (0 = before; the model has {trained}, grey line)")
     axes[0, 0].legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def plot_band(ax, rows: list[dict[str, Any]], key: str, label: str, style: str = "-", marker: str = "o") -> None:
+    """``key``'s mean against ``step`` with a band of one standard deviation (``<key>_mean`` / ``<key>_sd``)."""
+    steps = [r["step"] for r in rows]
+    m = np.array([r[f"{key}_mean"] for r in rows], dtype=float)
+    sd = np.array([r[f"{key}_sd"] for r in rows], dtype=float)
+    line, = ax.plot(steps, m, style, marker=marker, label=label)
+    ax.fill_between(steps, m - sd, m + sd, color=line.get_color(), alpha=0.2)
+
+
+def finish_panel(ax, title: str, trained: int, xlabel: str) -> None:
+    ax.axvline(trained, color="grey", lw=0.8)
+    ax.set_title(title)
+    ax.set_xlabel(xlabel)
 
 
 def run_probe(model_path: str | Path, data: str | Path, out: str | Path, *, unroll: int = 4,
@@ -176,9 +185,7 @@ def run_probe(model_path: str | Path, data: str | Path, out: str | Path, *, unro
     for kind in ood:
         if kind not in OOD_CHOICES:
             raise ConfigError(f"--ood {kind!r}; expected one of {OOD_CHOICES}")
-    out = Path(out)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise InputError(out, "expected a new or empty output folder, found files in it")
+    out = check_new_folder(out)
     if threads:
         torch.set_num_threads(int(threads))
     dev = pick_device(device)
@@ -192,8 +199,8 @@ def run_probe(model_path: str | Path, data: str | Path, out: str | Path, *, unro
     summary = summarise(rows)
     trained = count_steps(bundle.model)
     out.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(out / "steps.csv", _csv(rows))
-    write_text_atomic(out / "summary.csv", _csv(summary))
+    write_text_atomic(out / "steps.csv", csv_text(rows))
+    write_text_atomic(out / "summary.csv", csv_text(summary))
     save_curves(out / "steps.png", summary, trained)
     info = {
         "model": str(bundle.path), "sha256": hashlib.sha256(Path(bundle.path).read_bytes()).hexdigest(),
@@ -218,4 +225,4 @@ def format_summary(summary: list[dict[str, Any]], trained: int) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["OOD_CHOICES", "format_summary", "ood_variant", "probe_model", "run_probe", "summarise", "validation_items"]
+__all__ = ["OOD_CHOICES", "csv_text", "finish_panel", "format_summary", "plot_band", "ood_variant", "probe_model", "run_probe", "summarise", "validation_items"]

@@ -32,6 +32,14 @@ def check_writable(path: str | Path, overwrite: bool = False) -> Path:
     return path
 
 
+def check_new_folder(path: str | Path) -> Path:
+    """``path`` as a Path after checking it is a folder that does not exist yet or is empty (not created here)."""
+    path = Path(path)
+    if path.exists() and (not path.is_dir() or any(path.iterdir())):
+        raise InputError(path, "expected a new or empty output folder, found files in it; choose a new one")
+    return path
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | Path, overwrite: bool = False) -> Iterator[Path]:
     """Yield a temporary path in the target's folder; rename it onto ``path`` on success.

@@ -34,3 +34,15 @@ def test_atomic_outputs_have_normal_permissions(tmp_path):
 def test_directory_is_not_a_file(tmp_path):
     with pytest.raises(InputError, match="found a directory"):
         write_text_atomic(tmp_path, "x")
+
+
+def test_check_new_folder_accepts_new_and_empty_folders_only(tmp_path):
+    from medreg.io.atomic import check_new_folder
+
+    assert check_new_folder(tmp_path / "new") == tmp_path / "new" and not (tmp_path / "new").exists()
+    (tmp_path / "empty").mkdir()
+    check_new_folder(tmp_path / "empty")
+    (tmp_path / "empty" / "a.csv").write_text("x")
+    for bad in (tmp_path / "empty", tmp_path / "empty" / "a.csv"):
+        with pytest.raises(InputError, match="new or empty output folder"):
+            check_new_folder(bad)
