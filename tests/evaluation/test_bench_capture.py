@@ -44,3 +44,29 @@ def test_moved_landmarks_sit_on_the_moved_anatomy(tmp_path):
     write_rows([{"kind": "translation", "mm": 0.0, "degrees": 0.0, "method": "m", "tre_mean": 1.0, "tre_max": 2.0,
                  "seconds": 1.0, "global_seconds": 0.0}], tmp_path / "out")
     assert (tmp_path / "out" / "capture.csv").is_file() and (tmp_path / "out" / "capture.png").stat().st_size > 1000
+
+
+def test_a_dirlab_case_becomes_nifti_and_lps_csv_with_the_same_geometry(tmp_path):
+    from medreg.evaluation.bench_capture import case_files
+    from medreg.io.dirlab import RawGeometry, dirlab_affine, read_dirlab_img, write_dirlab_img
+    from medreg.io.landmarks import read_dirlab_txt, write_dirlab_txt
+
+    geom = RawGeometry(shape=(12, 10, 6), spacing=(1.5, 1.5, 2.5))
+    rng = np.random.default_rng(0)
+    paths = {}
+    for side in ("fixed", "moving"):
+        arr = rng.integers(-1000, 200, size=geom.shape).astype(np.int16)
+        paths[side] = write_dirlab_img(tmp_path / f"{side}.img", arr)
+        pts = Landmarks(["1", "2"], np.array([[3.0, 4.5, 5.0], [9.0, 1.5, 10.0]]) + (side == "moving"))
+        paths[f"{side}_lm"] = write_dirlab_txt(tmp_path / f"{side}.txt", pts, dirlab_affine(geom))
+    case = SimpleNamespace(id="case1", raw_geometry=geom, fixed={"ct": paths["fixed"]}, moving={"ct": paths["moving"]},
+                           fixed_landmarks=paths["fixed_lm"], moving_landmarks=paths["moving_lm"])
+    files = case_files(case, tmp_path / "case")
+    for side in ("fixed", "moving"):
+        vol = load_volume(files.__dict__[side]["ct"])
+        np.testing.assert_array_equal(vol.array, read_dirlab_img(paths[side], geom).array)
+        np.testing.assert_allclose(vol.affine, dirlab_affine(geom))
+        lm = read_brats_csv(files.__dict__[f"{side}_landmarks"])
+        np.testing.assert_allclose(lm.points, read_dirlab_txt(paths[f"{side}_lm"], dirlab_affine(geom)).points, atol=1e-4)
+    brain = SimpleNamespace(raw_geometry=None)
+    assert case_files(brain, tmp_path / "x") is brain and not (tmp_path / "x").exists()
