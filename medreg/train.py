@@ -32,13 +32,13 @@ import torch
 from medreg.config import RESUMABLE_KEYS, Config, changed_keys, load_config
 from medreg.errors import ConfigError, InputError, MedregError
 from medreg.io.atomic import write_text_atomic
-from medreg.inference.global_stage import GlobalConfig
+from medreg.inference.register import model_global_stage
 from medreg.io.checkpoint import existing_checkpoint_dir, load_trainer_state, save_checkpoint
 from medreg.registration.build import build_model, required_multiple
 from medreg.registration.objective import RegistrationObjective, objective_from_config
 from medreg.training import distributed
-from medreg.training.data import (LoadPaird, hold_out, StepSampler, TrainPairs, check_manifest, collate_pairs, make_dataset,
-                                  split_records)
+from medreg.training.data import (LoadPaird, StepSampler, TrainPairs, check_manifest, collate_pairs, make_dataset,
+                                  train_val_records)
 from medreg.training.logs import RunLogger
 from medreg.transforms.input_pipeline import InputPipeline
 from medreg.training.motion import MotionThenGlobal, align_validation_item
@@ -179,24 +179,19 @@ def train(config: Config | None, data: str | Path, out: str | Path, *, device: s
         check_manifest(manifest, manifest_path, config)
         distributed.barrier(ctx)  # every rank has checked the run folder before rank 0 writes into it
         t = config.train
-        train_records = split_records(manifest, manifest_path.parent, config.data.train_split)
-        if not train_records:
-            splits = sorted({str(p.split) for p in manifest.pairs})
-            raise InputError(manifest_path, f"expected pairs of split {config.data.train_split!r} (data.train_split), "
-                                            f"found splits {splits}")
+        # validation pairs drawn from the training split are held out before the training set is built
+        train_records, val_records = train_val_records(manifest, manifest_path, config.data)
         data_preprocess = manifest.config.model_dump_json()
         pipeline = InputPipeline.for_model(config, manifest.config).to_json()  # what a new pair must go through
         multiple = required_multiple(config.model)
         hint = f"levels={config.model.levels}, unet_channels={config.model.unet_channels}"
         loader_fn = LoadPaird(config.channels, config.preprocess, multiple, hint)
         train_set = make_dataset(train_records, loader_fn, config.data.cache)
-        val_records = split_records(manifest, manifest_path.parent, config.data.val_split, config.data.val_pairs)
-        train_records, val_records = hold_out(train_records, val_records, config.data)
         has_val = bool(val_records)  # the same on every rank; only rank 0 loads and runs validation
         if config.data.val_split is not None and not has_val and ctx.is_main:
             print(f"medreg train: warning: no pairs of split {config.data.val_split!r} (data.val_split) in "
                   f"{manifest_path}; training without validation or best checkpoint", file=sys.stderr)
-        global_stage = GlobalConfig(config.global_stage.mode, similarity=config.global_stage.similarity)
+        global_stage = model_global_stage(config)
         val_items = [align_validation_item(loader_fn(r), global_stage) for r in val_records] if ctx.is_main else []
         augment = prealign = None
         if t.augmentation.enabled:

@@ -314,3 +314,27 @@ def test_validation_from_the_training_split_is_held_out_of_training():
     assert hold_out(train, test, other) == (train, test)
     with pytest.raises(ConfigError, match="val_pairs=5 would leave no training pairs"):
         hold_out(train, train, SimpleNamespace(train_split="train", val_split="train", val_pairs=5))
+
+
+def test_training_never_sees_its_validation_pairs(data, tmp_path, monkeypatch):
+    """The validation pairs held out of the training split are held out of the training set itself
+    (before 2026-12-01 the training set was built before the hold-out and still held them)."""
+    import medreg.train as train_module
+
+    seen = []
+    real = train_module.make_dataset
+
+    def spy(records, loader, cache):
+        seen.append([r["id"] for r in records])
+        return real(records, loader, cache)
+
+    monkeypatch.setattr(train_module, "make_dataset", spy)
+    config = _config("train.steps=2", "train.val_every=2", "train.augmentation.enabled=false")
+    _run(config, data, tmp_path / "run")
+    import json
+
+    manifest = json.loads((data / "manifest.json").read_text())
+    train_ids = [p["id"] for p in manifest["pairs"] if p["split"] == "train"]
+    assert seen == [train_ids[:-2]]  # the last two (data.val_pairs) validate only
+    logged = (tmp_path / "run" / "metrics.csv").read_text()
+    assert ",val," in logged  # and validation still ran on them

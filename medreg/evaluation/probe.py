@@ -42,9 +42,9 @@ OOD_CHOICES = ("swap-channels", "invert")
 def validation_items(config: Any, data: str | Path, limit: int | None = None) -> list[dict[str, Any]]:
     """The model's validation pairs from a ``medreg preprocess`` folder, as ``medreg train`` loads and aligns them."""
     from medreg.datasets.manifest import read_manifest
-    from medreg.inference.global_stage import GlobalConfig
+    from medreg.inference.register import model_global_stage
     from medreg.registration.build import required_multiple
-    from medreg.training.data import LoadPaird, check_manifest, hold_out, split_records
+    from medreg.training.data import LoadPaird, check_manifest, train_val_records
     from medreg.training.motion import align_validation_item
 
     manifest_path = Path(data) / "manifest.json" if Path(data).is_dir() else Path(data)
@@ -53,16 +53,14 @@ def validation_items(config: Any, data: str | Path, limit: int | None = None) ->
     if config.data.val_split is None:
         raise ConfigError("the model's config has no validation split (data.val_split); the probe runs on the "
                           "validation pairs only, never on test pairs")
-    train_records = split_records(manifest, manifest_path.parent, config.data.train_split)
-    val_records = split_records(manifest, manifest_path.parent, config.data.val_split, config.data.val_pairs)
-    _, val_records = hold_out(train_records, val_records, config.data)
+    _, val_records = train_val_records(manifest, manifest_path, config.data)
     if not val_records:
         raise InputError(manifest_path, f"expected validation pairs (split {config.data.val_split!r}), found none")
     if limit is not None:
         val_records = val_records[:limit]
     multiple = required_multiple(config.model)
     loader = LoadPaird(config.channels, config.preprocess, multiple, f"levels={config.model.levels}")
-    stage = GlobalConfig(config.global_stage.mode, similarity=config.global_stage.similarity)
+    stage = model_global_stage(config)
     return [align_validation_item(loader(r), stage) for r in val_records]
 
 

@@ -59,6 +59,22 @@ def hold_out(train_records: list[dict[str, Any]], val_records: list[dict[str, An
     return train_records[:-n], train_records[-n:]
 
 
+def train_val_records(manifest: Any, manifest_path: Path, data_cfg: Any) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The training and validation records of a run (``data.train_split`` / ``val_split`` / ``val_pairs``), after
+    :func:`hold_out`: what ``medreg train`` trains and validates on, and what ``medreg probe`` probes.
+
+    InputError naming the manifest when the training split has no pairs.
+    """
+    root = Path(manifest_path).parent
+    train_records = split_records(manifest, root, data_cfg.train_split)
+    if not train_records:
+        splits = sorted({str(p.split) for p in manifest.pairs})
+        raise InputError(manifest_path, f"expected pairs of split {data_cfg.train_split!r} (data.train_split), "
+                                        f"found splits {splits}")
+    val_records = split_records(manifest, root, data_cfg.val_split, data_cfg.val_pairs)
+    return hold_out(train_records, val_records, data_cfg)
+
+
 def split_records(manifest: Any, root: Path, split: str | None, limit: int | None = None) -> list[dict[str, Any]]:
     """Manifest entries of ``split`` as records of absolute paths (MONAI dataset items)."""
     from medreg.datasets.manifest import resolve
