@@ -129,7 +129,7 @@ def bench_capture(*, model: str, dataset: str = "demo-brain", baselines: list[st
     bundle = load_bundle(model)
     centre_grid = Grid.of(load_volume(next(iter(case.moving.values()))))
     centre = centre_grid.index_to_lps((np.asarray(centre_grid.shape, float)[None] - 1) / 2)[0]
-    medreg_runs = [(io.method_name().replace("medreg", "medreg" + glob.tag, 1), io, glob)
+    medreg_runs = [(glob.named(io.method_name()), io, glob)
                    for io in (io_from_flags(0), io_from_flags(**io_opts))
                    for glob in (GlobalConfig("none"), GlobalConfig("affine"))]
     rows: list[dict[str, Any]] = []

@@ -72,7 +72,7 @@ def medreg_worker(model: str | None, fixed: list[str], moving: list[str], landma
     write_outputs(res, Path(out_dir) / "outputs", info={"model": what})
     out = {
         "model": what,
-        "name": "medreg" + stage.tag,
+        "name": stage.named("medreg"),
         "channels": list(config.channels),
         "network_shape": res.extra["preprocessed_shape"],
         "network_spacing": res.extra["preprocessed_spacing"],

@@ -112,8 +112,7 @@ class MedregMethod:
 
             global_stage = model_global_stage(self.load().config)
         self.global_stage = global_stage
-        self.name = io.method_name()
-        self.name = self.name.replace("medreg", "medreg" + global_stage.tag, 1)  # medreg+affine+io15
+        self.name = global_stage.named(io.method_name())  # medreg+affine+io15
 
     def __repr__(self) -> str:
         return f"MedregMethod(run={str(self.run)!r}, io={self.io.method_name()!r}, device={self.device!r})"

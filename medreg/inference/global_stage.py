@@ -92,6 +92,10 @@ class GlobalConfig:
             return ""
         return f"+{self.mode}" + ("-mi" if self.similarity == "mi" else "")
 
+    def named(self, method: str) -> str:
+        """A medreg method name with this stage's tag after ``medreg``: ``medreg+io15`` -> ``medreg+affine+io15``."""
+        return method.replace("medreg", "medreg" + self.tag, 1)
+
 
 @dataclass
 class GlobalResult:
