@@ -36,7 +36,8 @@ import numpy as np
 import torch
 
 from medreg.datasets.mnist import start_seed_run
-from medreg.evaluation.probe import csv_text, finish_panel, plot_band
+from medreg.evaluation.probe import finish_panel, plot_band
+from medreg.evaluation.rows import rows_csv_text
 from medreg.errors import InputError
 from medreg.io.atomic import write_text_atomic
 from medreg.losses import diffusion_loss, ssd_loss
@@ -242,8 +243,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"seed {seed}, {budget:g} s: {info['steps']} steps ({info['steps_per_second']:.1f}/s); "
                   f"held-out fives MSD {run['msd_5']:.4f}, sevens {run['msd_7']:.4f}", flush=True)
     summary = summarise(step_rows)
-    write_text_atomic(args.out / "steps.csv", csv_text(step_rows))
-    write_text_atomic(args.out / "summary.csv", csv_text(summary))
+    write_text_atomic(args.out / "steps.csv", rows_csv_text(step_rows))
+    write_text_atomic(args.out / "summary.csv", rows_csv_text(summary))
     save_curves(args.out / "steps.png", summary, budgets)
     metrics = {
         "model_steps": STEPS, "unrolled_to": STEPS * UNROLL, "batch": args.batch, "lambda": args.lam, "lr": args.lr,

@@ -14,7 +14,6 @@ baseline, on the same files and threads.
 
 from __future__ import annotations
 
-import csv
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -172,11 +171,11 @@ def write_rows(rows: list[dict[str, Any]], out: Path) -> None:
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
 
+    from medreg.evaluation.rows import rows_csv_text
+    from medreg.io.atomic import write_text_atomic
+
     out.mkdir(parents=True, exist_ok=True)
-    with open(out / "capture.csv", "w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
-        w.writeheader()
-        w.writerows(rows)
+    write_text_atomic(out / "capture.csv", rows_csv_text(rows), overwrite=True)
     kinds = sorted({r["kind"] for r in rows}, key=["translation", "rotation", "combined"].index)
     fig, axes = plt.subplots(1, len(kinds), figsize=(4.2 * len(kinds), 3.4), squeeze=False)
     for ax, kind in zip(axes[0], kinds):

@@ -17,9 +17,7 @@ contrasts the network never saw, on the same anatomy and motion.
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import io
 import json
 import math
 import platform
@@ -31,6 +29,7 @@ import numpy as np
 import torch
 
 from medreg.errors import ConfigError, InputError
+from medreg.evaluation.rows import rows_csv_text
 from medreg.io.atomic import check_new_folder, write_text_atomic
 from medreg.registration.objective import objective_from_config
 from medreg.registration.probe import StepLoss, count_steps, probe_steps, unrolled_steps
@@ -127,15 +126,6 @@ def summarise(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
-def csv_text(rows: list[dict[str, Any]]) -> str:
-    """Rows of equal keys as CSV text (the header from the first row)."""
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=list(rows[0]))
-    w.writeheader()
-    w.writerows(rows)
-    return buf.getvalue()
-
-
 def save_curves(path: Path, summary: list[dict[str, Any]], trained: int) -> None:
     import matplotlib
 
@@ -197,8 +187,8 @@ def run_probe(model_path: str | Path, data: str | Path, out: str | Path, *, unro
     summary = summarise(rows)
     trained = count_steps(bundle.model)
     out.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(out / "steps.csv", csv_text(rows))
-    write_text_atomic(out / "summary.csv", csv_text(summary))
+    write_text_atomic(out / "steps.csv", rows_csv_text(rows))
+    write_text_atomic(out / "summary.csv", rows_csv_text(summary))
     save_curves(out / "steps.png", summary, trained)
     info = {
         "model": str(bundle.path), "sha256": hashlib.sha256(Path(bundle.path).read_bytes()).hexdigest(),
@@ -223,4 +213,4 @@ def format_summary(summary: list[dict[str, Any]], trained: int) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["OOD_CHOICES", "csv_text", "finish_panel", "format_summary", "plot_band", "ood_variant", "probe_model", "run_probe", "summarise", "validation_items"]
+__all__ = ["OOD_CHOICES", "finish_panel", "format_summary", "plot_band", "ood_variant", "probe_model", "run_probe", "summarise", "validation_items"]

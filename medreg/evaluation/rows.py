@@ -100,6 +100,15 @@ def metrics_csv_text(rows: list[dict[str, Any]]) -> str:
     return buf.getvalue()
 
 
+def rows_csv_text(rows: list[dict[str, Any]]) -> str:
+    """Rows of equal keys as CSV text, the header from the first row (curves, sweeps: any table of dicts)."""
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(rows[0]))
+    writer.writeheader()
+    writer.writerows(rows)
+    return buf.getvalue()
+
+
 def read_metrics_csv(path: Path) -> list[dict[str, Any]]:
     """Rows of a ``metrics.csv`` with typed values (``nan`` for empty numbers)."""
     path = Path(path)
