@@ -22,6 +22,9 @@ class InputError(MedregError, ValueError):
         where = f"{self.path}: " if self.path is not None else ""
         super().__init__(f"{where}{problem}")
 
+    def __reduce__(self):  # picklable, so an error raised in a worker process reaches the caller intact
+        return (type(self), (self.path, self.problem))
+
 
 class ConfigError(MedregError, ValueError):
     """A configuration file or override is invalid."""
