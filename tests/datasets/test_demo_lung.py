@@ -19,7 +19,7 @@ from medreg.io.dirlab import read_dirlab_img
 from medreg.geometry.frames import lps_to_voxel
 
 pytestmark = pytest.mark.network
-SMALL = dict(seed=5, n_train=1, n_test=1, downsample=2, workers=1, n_landmarks=40)
+SMALL = dict(seed=5, n_train=1, n_test=1, downsample=2, workers=1, n_landmarks=40, test_patient="lidc")
 
 
 @pytest.fixture(scope="module")
@@ -120,3 +120,24 @@ def test_ensure_refuses_foreign_folder(tmp_path):
     with pytest.raises(InputError, match="other data"):
         demo_lung.ensure_demo_lung(other)
     assert (other / "data.img").read_bytes() == b"x"
+
+
+def test_unknown_test_patient_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="unknown test patient 'x'"):
+        demo_lung.generate_demo_lung(tmp_path / "l", n_train=1, n_test=1, downsample=2, workers=1, n_landmarks=40,
+                                     test_patient="x")
+    assert not (tmp_path / "l").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.ants
+def test_held_out_patient_only_in_the_test_split(tmp_path):
+    """About 2 min cold (the test CT is fetched and labelled by an ANTs registration once, then cached)."""
+    root = demo_lung.generate_demo_lung(tmp_path / "l", seed=5, n_train=1, n_test=1, downsample=2, workers=1,
+                                        n_landmarks=40)
+    summary = json.loads((root / "summary.json").read_text())
+    assert [(c["split"], c["patient"]) for c in summary["cases"].values()] == [("train", "lidc"), ("test", "totalseg")]
+    assert summary["grids"]["test"]["spacing_mm"] == [3.0, 3.0, 3.0]  # the test CT's 1.5 mm, downsampled by 2
+    for pair in dirlab_pairs(root):
+        fixed, moving = load_pair_landmarks(pair)
+        assert len(fixed) == 40 and 1.0 < np.linalg.norm(fixed.points - moving.points, axis=1).mean() < 20.0

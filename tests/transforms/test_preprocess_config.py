@@ -102,7 +102,7 @@ def test_defaults_are_the_shipped_yaml_presets():
         assert load_preprocess_config(path) == default_config(name), name
         assert DEFAULTS[name] == default_config(name).model_dump(mode="json"), name
     assert default_config("brats").modalities == ["t1ce"]
-    assert default_config("demo-brain").modalities == ["t1", "t2"]
+    assert default_config("demo-brain").modalities == ["t1", "t2", "flair"]
     assert default_config("demo-brain").spacing == [1.0, 1.0, 1.0]
     assert default_config("demo-lung").spacing is None
     assert default_config("demo-lung").intensity.kind == "ct_window"
