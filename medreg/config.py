@@ -50,6 +50,9 @@ class DataConfig(BaseModel):
     val_split: str | None = "test"        # held-out pairs for validation (None: no validation)
     val_pairs: int | None = Field(4, ge=1)  # at most this many validation pairs (None: all)
     cache: bool = True                     # MONAI CacheDataset: keep the network-grid images in memory
+    # A single-channel model for any of these contrasts: every pair is used once per contrast, fixed and
+    # moving in the same one, fed to the model's one channel (preprocess.modalities, e.g. [t1]). Empty: off.
+    contrasts: list[str] = Field(default_factory=list)
 
     @field_validator("dataset")
     @classmethod
@@ -125,6 +128,16 @@ class MotionConfig(BaseModel):
     shear: float = Field(0.03, ge=0, lt=1)      # +- off-diagonal terms of the linear part
 
 
+class ContrastAugConfig(BaseModel):
+    """A random intensity curve applied to fixed and moving alike (``medreg.training.augment``): images of
+    contrasts no scanner made, so the network learns the structure rather than one contrast's intensities."""
+
+    model_config = _STRICT
+    prob: float = Field(0.0, ge=0, le=1)  # probability per sample (0: off)
+    nodes: int = Field(6, ge=2, le=32)    # knots of the random piecewise-linear curve on [0, 1]
+    gamma: float = Field(0.4, ge=0, lt=1)  # then x ** exp(U(-gamma, gamma))
+
+
 class AugmentConfig(BaseModel):
     """Random augmentation (MONAI), drawn independently for fixed and moving, deterministic given the seed."""
 
@@ -137,6 +150,7 @@ class AugmentConfig(BaseModel):
     intensity_shift: float = Field(0.05, ge=0)  # +- added to the [0, 1] intensities
     intensity_scale: float = Field(0.05, ge=0)  # +- relative intensity scale
     motion: MotionConfig = Field(default_factory=MotionConfig)
+    contrast: ContrastAugConfig = Field(default_factory=ContrastAugConfig)
 
 
 class GlobalStageConfig(BaseModel):
@@ -190,6 +204,18 @@ class Config(BaseModel):
                 f"levels={self.model.levels}, unet_channels={self.model.unet_channels}); set "
                 f"preprocess.shape_multiple to {need} (or a multiple) or use fewer levels/channels"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _contrasts(self) -> "Config":
+        if self.data.contrasts:
+            mods = list(self.preprocess.modalities)
+            if len(mods) != 1:
+                raise ValueError(f"data.contrasts={self.data.contrasts} makes a single-channel model, but "
+                                 f"preprocess.modalities={mods} has {len(mods)} channels; set preprocess.modalities "
+                                 f"to one of the contrasts (e.g. [{self.data.contrasts[0]}])")
+            if len(set(self.data.contrasts)) != len(self.data.contrasts):
+                raise ValueError(f"data.contrasts={self.data.contrasts} names a contrast twice")
         return self
 
     @property

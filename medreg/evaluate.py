@@ -54,6 +54,8 @@ class EvaluationOptions:
 
     ``methods`` replaces the methods built from ``model``/``baselines`` (tests, custom methods).
     ``channel``: the image classical methods register (default: the manifest's first channel).
+    ``contrasts``: evaluate every method on each of these channels in turn, as ``NAME@contrast``
+    (single-channel medreg models read that contrast; the report has one row per method and contrast).
     ``split``: a split name of the manifest, or ``all``.
     """
 
@@ -70,6 +72,7 @@ class EvaluationOptions:
     submission: bool = False
     device: str = "cpu"
     channel: str | None = None
+    contrasts: list[str] = field(default_factory=list)  # every method once per contrast (NAME@contrast)
     seed: int = 0
     save_fields: bool = True
     progress: bool = True
@@ -244,15 +247,21 @@ def evaluate(opts: EvaluationOptions) -> EvaluationResult:
     channels = list(split_pairs[0].fixed)
     channel = opts.channel or channels[0]
     for e in split_pairs:
-        if channel not in e.fixed or channel not in e.moving:
-            raise InputError(manifest_path, f"pair {e.id!r}: expected channel {channel!r}, found {sorted(e.fixed)}")
+        for c in [channel, *opts.contrasts]:
+            if c not in e.fixed or c not in e.moving:
+                raise InputError(manifest_path, f"pair {e.id!r}: expected channel {c!r}, found {sorted(e.fixed)}")
     methods = opts.methods if opts.methods is not None else build_methods(opts.model, list(opts.baselines), io=opts.io,
                                                                            device=opts.device, global_stage=opts.global_stage)
+    if opts.contrasts:
+        from medreg.evaluation.methods import per_contrast
+
+        methods = per_contrast(methods, list(opts.contrasts))
     out = Path(opts.out)
     info = {
         "format": "medreg-evaluation", "dataset": manifest.dataset, "data": str(root.resolve()), "split": opts.split,
         "split_pairs": len(split_pairs), "shard": str(opts.shard), "pairs": [e.id for e in pairs],
         "threads": int(opts.threads), "channel": channel, "channels": channels, "seed": int(opts.seed),
+        "contrasts": list(opts.contrasts),
         "model": None if opts.model is None else str(opts.model), "io": opts.io.describe(),
         "global": next((m.global_stage.mode for m in methods if hasattr(m, "global_stage")), None),
         "methods": [m.describe() for m in methods], "reference": _reference(methods),
@@ -274,7 +283,7 @@ def evaluate(opts: EvaluationOptions) -> EvaluationResult:
             if finished(out, entry.id, method.name):
                 result.skipped += 1
                 continue
-            row = _run_one(method, entry, root, opts, channel, brats_header, manifest)
+            row = _run_one(method, entry, root, opts, getattr(method, "contrast", channel), brats_header, manifest)
             write_row(out, row)
             if row["status"] == "ok":
                 result.done += 1

@@ -153,14 +153,38 @@ def _load_init(model: torch.nn.Module, config: Config, init: str | Path, device:
     from medreg.inference.bundle import load_bundle
 
     bundle = load_bundle(init, "cpu")
-    if bundle.config.model != config.model or bundle.config.channels != config.channels:
+    # a multi-channel model may start a single-channel any-contrast one (data.contrasts): each image's input
+    # weights are summed over its channels, i.e. the old network seeing the one image in every channel
+    adapt = (bool(config.data.contrasts) and len(config.channels) == 1 and len(bundle.config.channels) > 1)
+    if bundle.config.model != config.model or (bundle.config.channels != config.channels and not adapt):
         raise ConfigError(f"--init {init}: its model section {bundle.config.model.model_dump()} with channels "
                           f"{bundle.config.channels} differs from this config's {config.model.model_dump()} with "
                           f"channels {config.channels}; fine-tune with the same model section")
-    model.load_state_dict(bundle.model.state_dict(), strict=True)
+    state = bundle.model.state_dict()
+    if adapt:
+        state = adapt_input_channels(state, model.state_dict(), len(bundle.config.channels))
+    model.load_state_dict(state, strict=True)
     model.to(device)
     path = Path(bundle.path).resolve()
-    return {"init": str(path), "sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
+    origin = {"init": str(path), "sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
+    if adapt:
+        origin["adapted"] = (f"input weights of channels {bundle.config.channels} summed per image into the one "
+                             f"channel {config.channels[0]}")
+    return origin
+
+
+def adapt_input_channels(state: dict, target: dict, channels: int) -> dict:
+    """``state`` of a ``channels``-channel model made to fit ``target`` (one channel): every tensor whose
+    second axis holds ``2 * channels`` inputs (moving then fixed, each ``channels`` wide) is summed per image."""
+    out = {}
+    for key, value in state.items():
+        want = target[key].shape
+        if value.shape != want:
+            if value.ndim < 2 or value.shape[1] != 2 * channels or want[1] != 2 or value.shape[2:] != want[2:]:
+                raise ConfigError(f"--init: cannot adapt {key} from shape {tuple(value.shape)} to {tuple(want)}")
+            value = value.reshape(value.shape[0], 2, channels, *value.shape[2:]).sum(2)
+        out[key] = value
+    return out
 
 
 def train(config: Config | None, data: str | Path, out: str | Path, *, device: str = "auto", resume: bool = False,
@@ -180,7 +204,7 @@ def train(config: Config | None, data: str | Path, out: str | Path, *, device: s
         distributed.barrier(ctx)  # every rank has checked the run folder before rank 0 writes into it
         t = config.train
         # validation pairs drawn from the training split are held out before the training set is built
-        train_records, val_records = train_val_records(manifest, manifest_path, config.data)
+        train_records, val_records = train_val_records(manifest, manifest_path, config.data, config.channels)
         data_preprocess = manifest.config.model_dump_json()
         pipeline = InputPipeline.for_model(config, manifest.config).to_json()  # what a new pair must go through
         multiple = required_multiple(config.model)

@@ -64,6 +64,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--device", default="cpu", help="device of the medreg model: cpu, cuda or auto (default cpu)")
     parser.add_argument("--channel", default=None,
                         help="image classical baselines register (default: the manifest's first channel); medreg uses all")
+    parser.add_argument("--contrasts", default=None, metavar="A,B,...",
+                        help="evaluate every method on each of these channels in turn (rows NAME@contrast; "
+                             "for single-channel any-contrast models, e.g. t1,t2,flair)")
     parser.add_argument("--out", metavar="DIR", help="output folder (new, or an earlier run of the same evaluation to resume)")
     parser.add_argument("--shard", default=None, metavar="I/N",
                         help="evaluate pairs I, I+N, I+2N, ... of the split (I 0-based); 'slurm' reads SLURM_ARRAY_TASK_ID "
@@ -109,6 +112,8 @@ def _command(args: argparse.Namespace) -> str:
         parts += ["--device", args.device]
     if args.channel:
         parts += ["--channel", args.channel]
+    if args.contrasts:
+        parts += ["--contrasts", args.contrasts]
     if args.shard:
         parts += ["--shard", args.shard]
     if args.submission:
@@ -151,6 +156,7 @@ def run(args: argparse.Namespace) -> int:
         model=None if args.model is None else Path(args.model), baselines=list(args.baseline), io=io_from_args(args), global_stage=global_from_args(args),
         split=args.split, threads=args.threads or _default_threads(), shard=parse_shard(args.shard),
         submission=args.submission, device=args.device, channel=args.channel, seed=args.seed,
+        contrasts=[c for c in (args.contrasts or "").split(",") if c],
         save_fields=not args.no_fields, progress=not args.no_progress, max_qc_pairs=args.max_qc_pairs,
         command=_command(args),
     )

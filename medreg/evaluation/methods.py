@@ -136,16 +136,20 @@ class MedregMethod:
         torch.manual_seed(int(seed))
         bundle = self.load()
         pipeline = bundle.pipeline_for(inputs.manifest, inputs.fixed_path)
-        channels = bundle.channels
-        missing = [c for c in channels if c not in inputs.fixed or c not in inputs.moving]
-        if missing:
-            raise InputError(inputs.fixed_path, f"pair {inputs.pair_id}: the model takes channels {channels}; "
-                                                f"expected them in the manifest, found {sorted(inputs.fixed)}")
+        if bundle.config.data.contrasts:  # one channel, any contrast: the one being evaluated (--channel)
+            fixed_files, moving_files = [inputs.fixed_path], [inputs.moving_path]
+        else:
+            channels = bundle.channels
+            missing = [c for c in channels if c not in inputs.fixed or c not in inputs.moving]
+            if missing:
+                raise InputError(inputs.fixed_path, f"pair {inputs.pair_id}: the model takes channels {channels}; "
+                                                    f"expected them in the manifest, found {sorted(inputs.fixed)}")
+            fixed_files = [inputs.fixed[c] for c in channels]
+            moving_files = [inputs.moving[c] for c in channels]
 
         def run() -> Any:
-            return register_pair(bundle.model, bundle.config, [inputs.fixed[c] for c in channels],
-                                 [inputs.moving[c] for c in channels], io=self.io, device=self.device,
-                                 pipeline=pipeline, global_stage=self.global_stage)
+            return register_pair(bundle.model, bundle.config, fixed_files, moving_files, io=self.io,
+                                 device=self.device, pipeline=pipeline, global_stage=self.global_stage)
 
         if not self._warm:  # one untimed run: thread pools, oneDNN kernels and caches are set up once per process
             run()
@@ -159,6 +163,41 @@ class MedregMethod:
     def describe(self) -> dict[str, Any]:
         return {"name": self.name, "kind": "medreg", "run": str(self.run), "io": self.io.describe(), "global": self.global_stage.mode,
                 "device": self.device, "timing": "after one untimed warm-up registration per process"}
+
+
+class AtContrast:
+    """A method evaluated on one contrast of the pairs (``medreg evaluate --contrasts``): named ``NAME@contrast``,
+    it registers that contrast's files (classical methods and single-channel medreg models alike)."""
+
+    def __init__(self, method: EvalMethod, contrast: str):
+        self.method, self.contrast = method, str(contrast)
+        self.name = f"{method.name}@{self.contrast}"
+        self.device = method.device
+        if hasattr(method, "global_stage"):
+            self.global_stage = method.global_stage
+
+    def register(self, inputs: PairInputs, *, threads: int, seed: int = 0, workdir: Path | None = None) -> BaselineResult:
+        if self.contrast not in inputs.fixed or self.contrast not in inputs.moving:
+            raise InputError(inputs.fixed_path, f"pair {inputs.pair_id}: expected contrast {self.contrast!r}, "
+                                                f"found {sorted(inputs.fixed)}")
+        at = PairInputs(inputs.pair_id, inputs.fixed, inputs.moving, self.contrast, inputs.manifest)
+        result = self.method.register(at, threads=threads, seed=seed, workdir=workdir)
+        result.extra["method"] = self.name
+        return result
+
+    def describe(self) -> dict[str, Any]:
+        return {**self.method.describe(), "name": self.name, "contrast": self.contrast}
+
+
+def per_contrast(methods: list[EvalMethod], contrasts: list[str]) -> list[EvalMethod]:
+    """Every method once per contrast (contrast-major order). A medreg model with several channels reads all of
+    them whatever the contrast, so it is refused here: ``--contrasts`` is for single-channel models."""
+    for m in methods:
+        if isinstance(m, MedregMethod) and not m.load().config.data.contrasts:
+            raise ConfigError(f"--contrasts: the model {m.run} takes the channels {m.load().channels} together; "
+                              f"--contrasts evaluates single-channel any-contrast models (data.contrasts); "
+                              f"use --channel for the baselines' image instead")
+    return [AtContrast(m, c) for c in contrasts for m in methods]
 
 
 def build_methods(

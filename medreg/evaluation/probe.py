@@ -52,7 +52,7 @@ def validation_items(config: Any, data: str | Path, limit: int | None = None) ->
     if config.data.val_split is None:
         raise ConfigError("the model's config has no validation split (data.val_split); the probe runs on the "
                           "validation pairs only, never on test pairs")
-    _, val_records = train_val_records(manifest, manifest_path, config.data)
+    _, val_records = train_val_records(manifest, manifest_path, config.data, config.channels)
     if not val_records:
         raise InputError(manifest_path, f"expected validation pairs (split {config.data.val_split!r}), found none")
     if limit is not None:

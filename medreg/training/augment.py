@@ -2,8 +2,11 @@
 
 Fixed and moving each get their own random affine (rotation, scale, translation
 on the network grid, zero padding) and intensity scale/shift, so the network
-sees more relative motion than the data holds. Every random draw comes from the
-seed passed in (``set_random_state``), never from a global generator.
+sees more relative motion than the data holds. With ``contrast.prob`` > 0 both
+then go through one random intensity curve (:func:`random_contrast`): a
+contrast no scanner made, the same in both images so the similarity still
+compares like with like. Every random draw comes from the seed passed in
+(``set_random_state``), never from a global generator.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ class PairAugmenter:
         )
         self.scale = RandScaleIntensity(factors=cfg.intensity_scale, prob=1.0 if cfg.intensity_scale > 0 else 0.0)
         self.shift = RandShiftIntensity(offsets=cfg.intensity_shift, prob=1.0 if cfg.intensity_shift > 0 else 0.0)
+        self.contrast = cfg.contrast
 
     def image(self, image: torch.Tensor, seeds: np.ndarray) -> torch.Tensor:
         out = image
@@ -38,5 +42,30 @@ class PairAugmenter:
         return out.to(torch.float32).contiguous()
 
     def __call__(self, fixed: torch.Tensor, moving: torch.Tensor, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-        seeds = np.random.SeedSequence(int(seed)).generate_state(6)
-        return self.image(fixed, seeds[:3]), self.image(moving, seeds[3:])
+        seeds = np.random.SeedSequence(int(seed)).generate_state(7)  # the first 6 as before the contrast draw
+        fixed, moving = self.image(fixed, seeds[:3]), self.image(moving, seeds[3:6])
+        if self.contrast.prob > 0:
+            rng = np.random.default_rng(int(seeds[6]))
+            if rng.random() < self.contrast.prob:
+                curves = [random_curve(rng, self.contrast.nodes, self.contrast.gamma) for _ in range(fixed.shape[0])]
+                fixed, moving = random_contrast(fixed, curves), random_contrast(moving, curves)
+        return fixed, moving
+
+
+def random_curve(rng: np.random.Generator, nodes: int, gamma: float) -> tuple[np.ndarray, float]:
+    """Knot values of a random piecewise-linear curve on [0, 1] (0 stays 0: the background) and a gamma."""
+    values = np.concatenate([[0.0], rng.uniform(0.05, 1.0, nodes - 1)])
+    return values, float(np.exp(rng.uniform(-gamma, gamma)))
+
+
+def random_contrast(image: torch.Tensor, curves: list[tuple[np.ndarray, float]]) -> torch.Tensor:
+    """``(C, ...)`` intensities in [0, 1] through one curve per channel (:func:`random_curve`), rescaled to [0, 1]."""
+    out = torch.empty_like(image)
+    for c, (values, gamma) in enumerate(curves):
+        x = image[c].clamp(0, 1) * (len(values) - 1)
+        lo = x.floor().clamp(max=len(values) - 2)
+        t = x - lo
+        v = torch.as_tensor(values, dtype=image.dtype)
+        y = torch.lerp(v[lo.long()], v[lo.long() + 1], t).clamp_min(0) ** gamma
+        out[c] = y / y.max().clamp_min(1e-6)
+    return out

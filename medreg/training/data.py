@@ -27,7 +27,12 @@ from medreg.transforms.network_grid import network_grid
 def check_manifest(manifest: Any, manifest_path: Path, config: Any) -> None:
     """Raise InputError naming the manifest and the config key to change if the data cannot feed this model."""
     have = list(manifest.config.modalities)
-    missing = [c for c in config.channels if c not in have]
+    missing_contrasts = [c for c in config.data.contrasts if c not in have]
+    if missing_contrasts:
+        raise InputError(manifest_path, f"expected contrasts {config.data.contrasts} (data.contrasts), found only "
+                                        f"{have}; set data.contrasts to a subset of {have} or preprocess the data "
+                                        f"with those modalities")
+    missing = [] if config.data.contrasts else [c for c in config.channels if c not in have]
     if missing:
         raise InputError(manifest_path, f"expected channels {config.channels} (preprocess.modalities), found only "
                                         f"{have}; set preprocess.modalities to a subset of {have} or preprocess "
@@ -59,7 +64,8 @@ def hold_out(train_records: list[dict[str, Any]], val_records: list[dict[str, An
     return train_records[:-n], train_records[-n:]
 
 
-def train_val_records(manifest: Any, manifest_path: Path, data_cfg: Any) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+def train_val_records(manifest: Any, manifest_path: Path, data_cfg: Any, channels: Sequence[str] | None = None
+                      ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """The training and validation records of a run (``data.train_split`` / ``val_split`` / ``val_pairs``), after
     :func:`hold_out`: what ``medreg train`` trains and validates on, and what ``medreg probe`` probes.
 
@@ -72,7 +78,30 @@ def train_val_records(manifest: Any, manifest_path: Path, data_cfg: Any) -> tupl
         raise InputError(manifest_path, f"expected pairs of split {data_cfg.train_split!r} (data.train_split), "
                                         f"found splits {splits}")
     val_records = split_records(manifest, root, data_cfg.val_split, data_cfg.val_pairs)
-    return hold_out(train_records, val_records, data_cfg)
+    train_records, val_records = hold_out(train_records, val_records, data_cfg)
+    contrasts = list(getattr(data_cfg, "contrasts", []) or [])
+    slot = channels[0] if channels else None
+    return expand_contrasts(train_records, contrasts, slot), expand_contrasts(val_records, contrasts, slot)
+
+
+def expand_contrasts(records: list[dict[str, Any]], contrasts: Sequence[str], channel: str | None = None
+                     ) -> list[dict[str, Any]]:
+    """One record per pair and contrast (``id@contrast``), its files keyed by the model's one ``channel``.
+
+    For a single-channel any-contrast model (``data.contrasts``); the hold-out has already been made
+    per pair, so no pair is in training under one contrast and in validation under another.
+    ``channel`` (the config's one ``preprocess.modalities`` entry, a name for the slot) defaults to
+    the first contrast.
+    """
+    if not contrasts:
+        return records
+    slot = channel or contrasts[0]
+    out = []
+    for r in records:
+        for c in contrasts:
+            out.append({**r, "id": f"{r['id']}@{c}", "contrast": c,
+                        "fixed": {slot: r["fixed"][c]}, "moving": {slot: r["moving"][c]}})
+    return out
 
 
 def split_records(manifest: Any, root: Path, split: str | None, limit: int | None = None) -> list[dict[str, Any]]:
