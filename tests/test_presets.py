@@ -85,7 +85,7 @@ def test_the_installed_package_loads_its_presets_from_another_folder(installed, 
     assert Path(found["configs"]) == installed / "lib" / PY / "site-packages" / "medreg" / "configs"
     assert not any((tmp_path / p).resolve() == ROOT for p in found["path"]), found["path"]  # "": the cwd
     assert found["train_dataset"] == "demo-brain" and found["train_spacing"] == [2.0, 2.0, 2.0]
-    assert found["pre_modalities"] == ["t1", "t2"] and found["pre_spacing"] == [1.0, 1.0, 1.0]
+    assert found["pre_modalities"] == ["t1", "t2", "flair"] and found["pre_spacing"] == [1.0, 1.0, 1.0]
     helped = _run(installed, [str(installed / "bin" / "medreg"), "train", "--help"], tmp_path, 120)
     assert helped.returncode == 0 and "demo-brain" in helped.stdout and "medreg/configs/" in helped.stdout
 

@@ -151,7 +151,7 @@ register(DatasetSpec("brats", "medreg.datasets.brats:brats_pairs"))
 register(DatasetSpec("dirlab", "medreg.datasets.dirlab:dirlab_pairs"))
 register(DatasetSpec("copd", "medreg.datasets.dirlab:copd_pairs"))
 register(DatasetSpec("learn2reg", "medreg.datasets.learn2reg:learn2reg_pairs"))
-register(DatasetSpec("demo-brain", "medreg.datasets.brats:brats_pairs", {"modalities": ("t1", "t2", "flair")},
+register(DatasetSpec("demo-brain", "medreg.datasets.brats:brats_pairs", {"modalities": ("t1", "t2")},
                      builder="medreg.datasets.demo_brain:ensure_demo_brain"))
 register(DatasetSpec("demo-lung", "medreg.datasets.dirlab:dirlab_pairs",
                      builder="medreg.datasets.demo_lung:ensure_demo_lung"))
