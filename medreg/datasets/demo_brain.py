@@ -376,9 +376,9 @@ def _build(root: Path, *, seed: int, n_train: int, n_test: int, downsample: int,
     for subject in dict.fromkeys(s for _, s, _ in plan):  # in order of first appearance
         jobs = [(seed, i, str(root), split) for i, s, split in plan if s == subject]
         src = load_brain_source(downsample, subject)
-        grids[subject] = src
+        grids[subject] = {"shape": list(src.shape), "spacing_mm": [src.spacing] * 3, "affine": src.affine.tolist()}
         results += synth.run_jobs(_write_case, src, jobs, workers=nw)
-        del src
+        del src  # one brain in memory at a time
     results.sort(key=lambda r: r["id"])
     if test_subject != "mni152":  # the template-only variant (tests) trains and tests on one brain
         assert not any(r["subject"] == test_subject and r["split"] != "test" for r in results), \
@@ -393,8 +393,7 @@ def _build(root: Path, *, seed: int, n_train: int, n_test: int, downsample: int,
                    "others": "medreg.datasets.subjects.BRAINS (skull-stripped, Atropos tissue classes, cached)"},
         "test_subject": test_subject,
         "subjects": {s: sorted(r["id"] for r in results if r["subject"] == s) for s in grids},
-        "grids": {s: {"shape": list(g.shape), "spacing_mm": [g.spacing] * 3, "affine": g.affine.tolist()}
-                  for s, g in grids.items()},
+        "grids": grids,
         "modalities": list(MODALITIES),
         "labels": {str(k): v for k, v in LABELS.items()},
         "direction": "fixed = follow-up (_01_), moving = baseline (_00_); phi(follow-up landmark) = baseline landmark",

@@ -146,7 +146,7 @@ def load_lung_source(downsample: int = 1, patient: str = "lidc") -> LungSource:
 
     # craniocaudal weight: organs + lungs closed into one compartment, bones / spine / wall muscles static.
     # Sharp in-plane (the lungs slide along the chest wall), smooth along z (no craniocaudal compression).
-    closed = _fill_inplane(ndi.binary_closing(moving | heart, structure=np.ones((5, 5, 3), bool), iterations=1))
+    closed = synth.fill_inplane(ndi.binary_closing(moving | heart, structure=np.ones((5, 5, 3), bool), iterations=1))
     weight = np.where(moving, 1.0, np.where(closed, 0.6, 0.0)).astype(np.float32)
     weight[heart & ~moving] = 0.5
     weight[fixed] = 0.0
@@ -154,7 +154,7 @@ def load_lung_source(downsample: int = 1, patient: str = "lidc") -> LungSource:
     del closed, weight, moving, heart, fixed
 
     # expansion weight: the body (no air), not the spine
-    body = _fill_inplane(ct > -500) | lung
+    body = synth.fill_inplane(ct > -500) | lung
     w_exp = ndi.gaussian_filter((body & ~ndi.binary_dilation(spine, iterations=2)).astype(np.float32), 6.0 / sp)
 
     # geometry of the chest
@@ -189,13 +189,6 @@ def load_lung_source(downsample: int = 1, patient: str = "lidc") -> LungSource:
         y_spine=float(np.median(spine_y)) if len(spine_y) else float(centre[1] + 60 / sp[1]),
         y_front=float(bxy[:, 1].min()), centre=centre, patient=patient,
     )
-
-
-def _fill_inplane(mask: np.ndarray) -> np.ndarray:
-    """``mask`` plus every background region not connected to the x/y faces (fills the lungs, bowel gas)."""
-    labels, _ = ndi.label(~mask)
-    outside = np.unique(np.concatenate([labels[0].ravel(), labels[-1].ravel(), labels[:, 0].ravel(), labels[:, -1].ravel()]))
-    return ~np.isin(labels, outside[outside > 0])
 
 
 # ----------------------------------------------------------------------------- one case

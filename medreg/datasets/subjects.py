@@ -214,7 +214,7 @@ def prepare_brain(name: str, root: Path | None = None, *, threads: int = 2) -> P
                 "grid": list(BRATS_SHAPE), "seconds": round(time.perf_counter() - t0, 1)}
         write_text_atomic(tmp / "info.json", json.dumps(info, indent=1) + "\n")
 
-    return synth.build_folder(root, build, overwrite=root.exists() and not is_ready(root, subject.version) and _ours(root))
+    return synth.build_folder(root, build, overwrite=root.exists() and _ours(root))
 
 
 def prepare_s1(root: Path | None = None, *, threads: int = 2) -> Path:
@@ -240,16 +240,19 @@ def ants_threads(n: int) -> None:
     os.environ["ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS"] = str(int(n))
 
 
-def _ours(root: Path) -> bool:
-    return all(p.name in {f"{x}.nii.gz" for x in _PARTS} | {"info.json"} for p in root.iterdir())
+def _ours(root: Path, files: tuple[str, ...] = tuple(f"{x}.nii.gz" for x in _PARTS)) -> bool:
+    """Only files a preparation writes (``files`` and ``info.json``) are in ``root``: it may be rebuilt."""
+    return all(p.name in {*files, "info.json"} for p in root.iterdir())
 
 
-def is_ready(root: Path, version: int = S1_VERSION) -> bool:
+def is_ready(root: Path, version: int = S1_VERSION,
+             files: tuple[str, ...] = tuple(f"{x}.nii.gz" for x in _PARTS)) -> bool:
+    """``root`` holds a finished preparation of this ``version``: its ``info.json`` and every one of ``files``."""
     try:
         info = json.loads((root / "info.json").read_text())
     except (OSError, ValueError):
         return False
-    return info.get("version") == version and all((root / f"{x}.nii.gz").is_file() for x in _PARTS)
+    return info.get("version") == version and all((root / f).is_file() for f in files)
 
 
 def load_brain(name: str) -> dict[str, np.ndarray]:
@@ -273,6 +276,7 @@ def load_s1() -> dict[str, np.ndarray]:
 
 CT_NAME = "totalseg-ct"
 CT_VERSION = 1
+_CT_FILES = ("labels.nii.gz",)
 _LIDC_TRACHEA = 16
 _LIDC_LUNG = 10  # one of the LIDC lung-lobe ids (10-14); the threshold lungs get it
 
@@ -288,11 +292,10 @@ def threshold_lungs(ct: np.ndarray) -> np.ndarray:
     slice, its connected parts of at least 5 % of the largest one."""
     from scipy import ndimage as ndi
 
+    from medreg.datasets.synth import fill_inplane
+
     air = ct < -400
-    labels, _ = ndi.label(air)
-    faces = np.unique(np.concatenate([labels[0].ravel(), labels[-1].ravel(), labels[:, 0].ravel(),
-                                      labels[:, -1].ravel()]))
-    inside = air & ~np.isin(labels, faces[faces > 0])
+    inside = air & fill_inplane(~air)  # the air not connected to the x/y faces
     parts, n = ndi.label(inside)
     if n == 0:
         return inside
@@ -310,7 +313,7 @@ def prepare_test_ct(root: Path | None = None, *, threads: int = 2) -> Path:
     from medreg.datasets.registry import fetch
 
     root = Path(root) if root is not None else ct_root()
-    if _ct_ready(root):
+    if is_ready(root, CT_VERSION, _CT_FILES):
         return root
 
     def build(tmp: Path) -> None:
@@ -352,15 +355,7 @@ def prepare_test_ct(root: Path | None = None, *, threads: int = 2) -> Path:
                 "seconds": round(time.perf_counter() - t0, 1)}
         write_text_atomic(tmp / "info.json", json.dumps(info, indent=1) + "\n")
 
-    return synth.build_folder(root, build, overwrite=root.exists() and not _ct_ready(root))
-
-
-def _ct_ready(root: Path) -> bool:
-    try:
-        info = json.loads((root / "info.json").read_text())
-    except (OSError, ValueError):
-        return False
-    return info.get("version") == CT_VERSION and (root / "labels.nii.gz").is_file()
+    return synth.build_folder(root, build, overwrite=root.exists() and _ours(root, _CT_FILES))
 
 
 def load_test_ct() -> tuple[np.ndarray, np.ndarray, np.ndarray]:

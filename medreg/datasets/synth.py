@@ -299,6 +299,13 @@ def rician_noise(rng: np.random.Generator, image: np.ndarray, sigma: float, mask
     return out
 
 
+def fill_inplane(mask: np.ndarray) -> np.ndarray:
+    """``mask`` plus every background region not connected to the x/y faces (fills the lungs, bowel gas)."""
+    labels, _ = ndi.label(~mask)
+    outside = np.unique(np.concatenate([labels[0].ravel(), labels[-1].ravel(), labels[:, 0].ravel(), labels[:, -1].ravel()]))
+    return ~np.isin(labels, outside[outside > 0])
+
+
 # ----------------------------------------------------------------------------- landmarks
 
 
