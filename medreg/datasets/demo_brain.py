@@ -275,8 +275,9 @@ def make_brain_case(src: BrainSource, seed: int, index: int) -> BrainCase:
     ok = (d_lesion > lesion_r + 8.0) & np.all((cand_f >= 2) & (cand_f <= shape - 3), axis=1)
     ok_idx = np.flatnonzero(ok)
     n = int(rng.integers(20, 41))
-    if len(ok_idx) < n:
-        raise RuntimeError(f"only {len(ok_idx)} landmark candidates usable, need {n}")
+    if len(ok_idx) < 20:
+        raise RuntimeError(f"only {len(ok_idx)} landmark candidates usable, need at least 20")
+    n = min(n, len(ok_idx))  # a small brain grid (tests) may hold fewer than drawn; cases that had enough are unchanged
     near = ok_idx[d_lesion[ok_idx] < 45.0]
     n_near = min(len(near), n // 2)
     pick_near = rng.choice(near, n_near, replace=False) if n_near else np.empty(0, dtype=int)

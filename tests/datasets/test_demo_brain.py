@@ -178,7 +178,7 @@ def test_held_out_subject_s1_only_in_the_test_split(tmp_path):
     summary = json.loads((root / "summary.json").read_text())
     assert [(c["split"], c["subject"]) for c in summary["cases"].values()] == [
         ("train", "mni152"), ("test", "s1"), ("train", "icbm2009c")]
-    assert summary["grids"]["s1"]["shape"] == [60, 60, 39]  # the BraTS-Reg 240x240x155 grid, downsampled by 4
+    assert summary["grids"]["s1"]["shape"] == [60, 60, 38]  # the BraTS-Reg 240x240x155 grid in blocks of 4 (155 // 4)
     train, test, _ = brats_pairs(root, ("t1", "t2", "flair"))
     assert load_volume(train.fixed["t1"]).shape != load_volume(test.fixed["t1"]).shape
     fixed, moving = load_pair_landmarks(test)
