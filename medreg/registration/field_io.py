@@ -16,10 +16,26 @@ the image size.
 :func:`optimize_on_data` does the same against the preprocessed images on their own
 grids (finer than the network's): the moving data are warped at the fixed data's
 voxels, and the residual stays on control points of the network grid.
+
+With ``diffeomorphic=True`` the parameter is a stationary velocity ``v`` on the control
+points instead of a displacement: ``psi = exp(v)`` (scaling and squaring on the control grid,
+:func:`~medreg.spatial.transforms.integrate_velocity`) is composed before the map, ``phi o psi``,
+and the residual is what that composition adds at each control point,
+``r(c) = w(c) + u(c + w(c)) - u(c)`` (``w = psi - id``, ``u = phi - id``), interpolated
+linearly between them as the additive residual is. At the control points the map is exactly
+``phi o psi``, so the refinement adds no fold of its own there (the total folds only where
+``phi`` does); between them the interpolation of smooth fields leaves it so in practice (the
+tests check it on a large deformation). A step costs the additive one plus the scaling and
+squaring and one sample of ``u`` on the control grid: a few per cent.
+
+:class:`StepControl` is what a stage's optimiser does besides Adam: a cosine decay of the
+rate to ``lr_end`` times its start, and stopping the stage once the loss has not improved by
+``tol`` (relative) for ``patience`` steps.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Callable, Sequence
 
 import numpy as np
@@ -29,7 +45,39 @@ import torch.nn.functional as F
 from medreg.losses import REGULARIZERS, SIMILARITIES
 from medreg.losses.similarity import FixedLNCC
 from medreg.spatial.grid import grid_sample, identity_grid, sample, to_grid_sample, voxel_scale
-from medreg.spatial.transforms import DisplacementField, ResidualField, Transform
+from medreg.spatial.transforms import DisplacementField, ResidualField, Transform, integrate_velocity
+
+SQUARINGS = 4  # scaling and squaring steps of exp(v) on the control grid (v / 16 is well under a voxel)
+
+
+class StepControl:
+    """The rate schedule and the early stop of one stage (see the module doc).
+
+    ``lr_end`` = 1 keeps the rate constant; ``patience`` = 0 never stops early.
+    """
+
+    def __init__(self, opt: torch.optim.Optimizer, steps: int, lr_end: float = 1.0, patience: int = 0,
+                 tol: float = 1e-3):
+        if not 0 < lr_end <= 1 or patience < 0 or tol < 0:
+            raise ValueError(f"expected 0 < lr_end <= 1, patience >= 0 and tol >= 0, found {lr_end}, {patience}, {tol}")
+        self.opt, self.steps, self.lr_end, self.patience, self.tol = opt, int(steps), float(lr_end), int(patience), float(tol)
+        self.base = [g["lr"] for g in opt.param_groups]
+        self.best, self.since, self.done = math.inf, 0, 0
+
+    def before(self, i: int) -> None:
+        if self.lr_end < 1 and self.steps > 1:
+            f = self.lr_end + (1 - self.lr_end) * 0.5 * (1 + math.cos(math.pi * i / (self.steps - 1)))
+            for g, lr in zip(self.opt.param_groups, self.base):
+                g["lr"] = lr * f
+
+    def after(self, loss: float) -> bool:
+        """Record a step's loss; True when the stage should stop."""
+        self.done += 1
+        if not math.isfinite(self.best) or loss < self.best - self.tol * abs(self.best):
+            self.best, self.since = loss, 0
+        else:
+            self.since += 1
+        return bool(self.patience) and self.since >= self.patience
 
 
 def _coarse_shape(shape: Sequence[int], coarsen: int) -> tuple[int, ...]:
@@ -72,6 +120,32 @@ class _Upsample:
         return x
 
 
+def _composed(velocity: torch.Tensor, u: torch.Tensor, cgrid: torch.Tensor, u_c: torch.Tensor) -> torch.Tensor:
+    """The residual that ``phi o exp(v)`` adds at the control points: ``w(c) + u(c + w(c)) - u(c)``.
+
+    The velocity is first smoothed by one [1, 2, 1] pass per axis (a Gaussian prior on ``v``, as
+    classical diffeomorphic methods smooth their updates): without it an unsmoothed velocity
+    folds after the discrete scaling and squaring wherever the optimiser makes it rough.
+
+    ``velocity`` and the result are on the control grid (normalized units); ``u`` is ``phi``'s
+    displacement on any grid of the same box, ``u_c`` the same sampled at the control points.
+    """
+    w = integrate_velocity(_smooth121(velocity), SQUARINGS)
+    return w + sample(u, cgrid + w) - u_c
+
+
+def _smooth121(x: torch.Tensor) -> torch.Tensor:
+    """One pass of the [1, 2, 1] / 4 filter along every spatial axis (replicated borders)."""
+    for axis in range(2, x.dim()):
+        n = x.shape[axis]
+        if n < 3:
+            continue
+        lo = torch.cat([x.narrow(axis, 0, 1), x.narrow(axis, 0, n - 1)], dim=axis)
+        hi = torch.cat([x.narrow(axis, 1, n - 1), x.narrow(axis, n - 1, 1)], dim=axis)
+        x = 0.25 * lo + 0.5 * x + 0.25 * hi
+    return x
+
+
 def _similarity_to(fixed: torch.Tensor, similarity: str | Callable,
                    similarity_kwargs: dict | None) -> Callable[[torch.Tensor], torch.Tensor]:
     """The loss against ``fixed`` as a function of the warped image alone; for LNCC the fixed
@@ -103,8 +177,9 @@ def _interp_matrix(n_in: int, positions: torch.Tensor) -> torch.Tensor:
 def optimize_on_data(phi: Transform, moving: torch.Tensor, fixed: torch.Tensor, moving_to_net: np.ndarray,
                      fixed_to_net: np.ndarray, net_shape: Sequence[int], *, steps: int, lr: float = 0.4,
                      lam: float = 0.1, similarity: str | Callable = "lncc", regularizer: str | Callable = "diffusion",
-                     similarity_kwargs: dict | None = None, coarsen: int = 2) -> tuple[Transform, list[float]]:
-    """Refine ``phi`` against the images on their own (preprocessed-data) grids; return ``phi + r``.
+                     similarity_kwargs: dict | None = None, coarsen: int = 2, diffeomorphic: bool = False,
+                     lr_end: float = 1.0, patience: int = 0) -> tuple[Transform, list[float]]:
+    """Refine ``phi`` against the images on their own (preprocessed-data) grids; return the refined map.
 
     ``phi`` lives in the network grid's normalized coordinates (``net_shape``); ``fixed``
     and ``moving`` ``(1, C, *S)`` are the preprocessed data, and ``fixed_to_net`` /
@@ -114,7 +189,9 @@ def optimize_on_data(phi: Transform, moving: torch.Tensor, fixed: torch.Tensor, 
     on the network grid coarsened ``coarsen`` times (its unit: a fixed-data voxel along
     each axis) and the regularizer is taken there, on the total field (``phi`` sampled at
     the control points plus ``r``), weighted ``lam``. The result is a
-    :class:`~medreg.spatial.transforms.ResidualField`: ``r`` is not resampled.
+    :class:`~medreg.spatial.transforms.ResidualField`: ``r`` is not resampled. With
+    ``diffeomorphic`` the control points hold a velocity and ``r`` is what ``phi o exp(v)``
+    adds there (see the module doc).
     """
     if steps < 0:
         raise ValueError(f"expected steps >= 0, found {steps}")
@@ -133,17 +210,22 @@ def optimize_on_data(phi: Transform, moving: torch.Tensor, fixed: torch.Tensor, 
     positions = [linear[a, a] * axes[a] + to_net[a, ndim] for a in range(ndim)] if separable else None
     with torch.no_grad():
         b = from_net[:ndim, :ndim].to(dev, dtype)
+        shift = from_net[:ndim, ndim].to(dev, dtype)
         if separable:
             points = torch.stack(torch.meshgrid(*positions, indexing="ij"))[None].to(dev, dtype)
         else:
             grid = identity_grid(dshape, dev, torch.float64)
             points = (torch.einsum("ij,bj...->bi...", linear.to(dev), grid)
                       + to_net[:ndim, ndim].to(dev).view(1, ndim, *[1] * ndim)).to(dtype)
+        cgrid = identity_grid(cshape, dev, dtype)
+        u_reg = (phi.on_grid(cshape, dev, dtype) - cgrid).float()  # phi's displacement at the control points
+        # phi's displacement on the network grid, for the composition (diffeomorphic)
+        u_net = (phi.on_grid(tuple(net_shape), dev, dtype) - identity_grid(net_shape, dev, dtype)).float() \
+            if diffeomorphic else None
         at = phi(points)[0].movedim(0, -1)
         # where phi sends each fixed-data voxel, in the moving data's normalized coordinates, channels last
-        at = torch.matmul(at, b.t()) + from_net[:ndim, ndim].to(dev, dtype)
+        at = torch.matmul(at, b.t()) + shift
         at = at.flip(-1)[None].contiguous()  # grid_sample's layout once, so no step pays the reordering
-        u_reg = (phi.on_grid(cshape, dev, dtype) - identity_grid(cshape, dev, dtype)).float()
     # one fixed-data voxel along each data axis, in network normalized units (per network axis)
     voxel = torch.as_tensor([2.0 / n for n in dshape], dtype=torch.float64)
     unit = (linear.abs() @ voxel if not separable else torch.diagonal(linear).abs() * voxel).to(dev, dtype)
@@ -153,27 +235,41 @@ def optimize_on_data(phi: Transform, moving: torch.Tensor, fixed: torch.Tensor, 
     reg_fn = REGULARIZERS[regularizer] if isinstance(regularizer, str) else regularizer
     residual = torch.zeros((1, ndim, *cshape), device=dev, dtype=dtype, requires_grad=True)
     opt = torch.optim.Adam([residual], lr=float(lr))
+    control = StepControl(opt, steps, lr_end, patience)
     losses: list[float] = []
-    for _ in range(int(steps)):
+
+    def at_points(field: torch.Tensor) -> torch.Tensor:
+        """A control-grid field ``(1, D, *cshape)`` at the fixed-data voxels, channels last in grid_sample's order."""
+        if upsample is not None:
+            return upsample.channels_last(to_grid_sample(field)[0])[None]
+        return to_grid_sample(sample(field, points))
+
+    for i in range(int(steps)):
+        control.before(i)
         opt.zero_grad(set_to_none=True)
         r_net = residual * unit
+        if diffeomorphic:
+            r_net = _composed(r_net, u_net, cgrid, u_reg)
         r_moving = torch.einsum("ij,bj...->bi...", b, r_net)  # linear maps commute with the interpolation
-        if upsample is not None:  # channels last, in grid_sample's order: the upsampled field needs no reordering
-            dense = upsample.channels_last(to_grid_sample(r_moving)[0])[None]
-        else:
-            dense = to_grid_sample(sample(r_moving, points))
-        warped = grid_sample(moving, at + dense)
+        warped = grid_sample(moving, at + at_points(r_moving))
         loss = sim_fn(warped) + lam * reg_fn(u_reg + r_net)
         loss.backward()
         opt.step()
         losses.append(float(loss.detach()))
-    return ResidualField(phi, (residual * unit).detach()), losses
+        if control.after(losses[-1]):
+            break
+    with torch.no_grad():
+        r_net = residual * unit
+        if diffeomorphic:
+            r_net = _composed(r_net, u_net, cgrid, u_reg)
+        return ResidualField(phi, r_net.detach()), losses
 
 
 def optimize_field(phi: Transform, moving: torch.Tensor, fixed: torch.Tensor, *, steps: int, lr: float = 0.5,
                    lam: float = 1.0, similarity: str | Callable = "lncc", regularizer: str | Callable = "diffusion",
                    similarity_kwargs: dict | None = None, coarsen: int = 2,
-                   downsample: int = 1, reg_coarsen: int = 1) -> tuple[DisplacementField, list[float]]:
+                   downsample: int = 1, reg_coarsen: int = 1, diffeomorphic: bool = False,
+                   lr_end: float = 1.0, patience: int = 0) -> tuple[DisplacementField, list[float]]:
     """Refine ``phi`` on this pair; return the refined map (a dense field on ``fixed``'s grid) and the loss per step.
 
     ``moving`` and ``fixed`` are the network inputs ``(1, C, *S)`` (same grid). With
@@ -181,7 +277,8 @@ def optimize_field(phi: Transform, moving: torch.Tensor, fixed: torch.Tensor, *,
     residual grid's subsampling factor (1: one residual vector per voxel). With
     ``reg_coarsen`` > 1 the regularizer is taken on a grid that many times coarser (the
     total field, ``phi`` plus the residual, sampled there): on a fine grid it otherwise
-    costs as much as the warp.
+    costs as much as the warp. With ``diffeomorphic`` the residual grid holds a velocity
+    ``v`` and the residual is what ``phi o exp(v)`` adds at its points (see the module doc).
     """
     if steps < 0:
         raise ValueError(f"expected steps >= 0, found {steps}")
@@ -210,35 +307,45 @@ def optimize_field(phi: Transform, moving: torch.Tensor, fixed: torch.Tensor, *,
                                                    - identity_grid(reg_shape, dev, dtype)).float()
     sim_fn = _similarity_to(fixed, similarity, similarity_kwargs)
     to_norm = 1.0 / voxel_scale(shape, u_net)  # voxels -> normalized units
-    residual = torch.zeros((1, len(shape), *_coarse_shape(shape, coarsen)), device=dev, dtype=dtype, requires_grad=True)
+    cshape = _coarse_shape(shape, coarsen)
+    residual = torch.zeros((1, len(shape), *cshape), device=dev, dtype=dtype, requires_grad=True)
+    if diffeomorphic:
+        with torch.no_grad():
+            cgrid = identity_grid(cshape, dev, dtype)
+            u_c = sample(u_net, cgrid)
     mode = "trilinear" if len(shape) == 3 else "bilinear"
     opt = torch.optim.Adam([residual], lr=float(lr))
+    control = StepControl(opt, steps, lr_end, patience)
     losses: list[float] = []
 
     upsamplers: dict[tuple[int, ...], _Upsample] = {}
 
-    def upsampled(size: tuple[int, ...]) -> torch.Tensor:
-        small = tuple(residual.shape[2:])
+    def upsampled(field: torch.Tensor, size: tuple[int, ...]) -> torch.Tensor:
+        small = tuple(field.shape[2:])
         if size == small:
-            return residual
+            return field
         if size not in upsamplers:
             upsamplers[size] = _Upsample(small, size, dev, dtype)
-        return upsamplers[size](residual)
+        return upsamplers[size](field)
 
-    for _ in range(int(steps)):
+    for i in range(int(steps)):
+        control.before(i)
         opt.zero_grad(set_to_none=True)
-        r = upsampled(shape) * to_norm
+        small = _composed(residual * to_norm, u_net, cgrid, u_c) if diffeomorphic else residual * to_norm
+        r = upsampled(small, shape)
         warped = sample(moving, at_net + r)
-        reg = reg_fn(u_reg + (r if reg_shape == shape else upsampled(reg_shape) * to_norm))
+        reg = reg_fn(u_reg + (r if reg_shape == shape else upsampled(small, reg_shape)))
         loss = sim_fn(warped) + lam * reg
         loss.backward()
         opt.step()
         losses.append(float(loss.detach()))
+        if control.after(losses[-1]):
+            break
     with torch.no_grad():
+        small = _composed(residual * to_norm, u_net, cgrid, u_c) if diffeomorphic else residual * to_norm
         if shape == full_shape:
-            return DisplacementField(u_net + upsampled(shape) * to_norm), losses
-        r = F.interpolate(residual * to_norm, size=full_shape, mode=mode, align_corners=False)
-        return DisplacementField(u_full + r), losses
+            return DisplacementField(u_net + upsampled(small, shape)), losses
+        return DisplacementField(u_full + F.interpolate(small, size=full_shape, mode=mode, align_corners=False)), losses
 
 
-__all__ = ["optimize_field", "optimize_on_data"]
+__all__ = ["SQUARINGS", "StepControl", "optimize_field", "optimize_on_data"]
