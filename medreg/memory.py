@@ -65,10 +65,25 @@ def own_peak_rss_mb() -> float:
     return ru_maxrss_mb()
 
 
+def reset_peak_rss() -> bool:
+    """Start this process's ``VmHWM`` afresh at its current resident size (Linux: ``/proc/self/clear_refs``).
+
+    After it, :func:`own_peak_rss_mb` is the peak since this call, not since the process
+    started: what one registration needs, not the largest one before it. False where the
+    kernel does not offer it (then the peak stays the lifetime one).
+    """
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
 def ru_maxrss_mb() -> float:
     """``ru_maxrss`` in MB (KiB on Linux, bytes on macOS): this process's peak, or more (see above)."""
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return rss / (1024.0 * 1024.0) if sys.platform == "darwin" else rss / 1024.0
 
 
-__all__ = ["keep_freed_memory", "own_peak_rss_mb", "ru_maxrss_mb"]
+__all__ = ["keep_freed_memory", "own_peak_rss_mb", "reset_peak_rss", "ru_maxrss_mb"]
