@@ -93,6 +93,10 @@ def _command(args: argparse.Namespace) -> str:
         parts += ["--model", args.model]
     for spec in args.baseline:
         parts += ["--baseline", spec]
+    if args.io_preset:
+        parts += ["--io-preset", args.io_preset]
+    if args.io_diffeomorphic is not None:
+        parts.append("--io-diffeomorphic" if args.io_diffeomorphic else "--no-io-diffeomorphic")
     if args.io_steps:
         parts += ["--io-steps", str(args.io_steps)]
         if args.io_mode != "field":

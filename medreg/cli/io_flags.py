@@ -16,8 +16,20 @@ def io_upsample_arg(value: str):
 
 
 def add_io_arguments(parser: argparse.ArgumentParser, *, steps_help: str | None = None) -> None:
+    from medreg.inference.io_config import NAMED, TABLES
+
+    sizes = "; ".join(f"{t}: " + ", ".join(f"{k} {'/'.join(map(str, v))}" for k, v in table.items())
+                      for t, table in TABLES.items())
+    parser.add_argument("--io-preset", choices=NAMED, default=None,
+                        help="instance optimisation with a named schedule (steps at half the network resolution / "
+                             "at the network's / on the preprocessed data's own grid) from the model's table ("
+                             + sizes + "); --io-steps N changes the number of steps")
     parser.add_argument("--io-steps", type=int, default=0, metavar="N",
                         help=steps_help or "instance optimisation: N Adam steps on this pair (default 0)")
+    parser.add_argument("--io-diffeomorphic", action=argparse.BooleanOptionalAction, default=None,
+                        help="refine by composing a diffeomorphism (a smoothed stationary velocity, scaling and "
+                             "squaring) with the network's map instead of adding a displacement (default: on for "
+                             "--io-preset, off for --io-steps alone)")
     parser.add_argument("--io-mode", choices=("field", "network"), default="field",
                         help="field: refine the displacement itself (default, fast); network: fine-tune a copy of the model")
     parser.add_argument("--io-lr", type=float, default=None, metavar="LR",
@@ -59,6 +71,7 @@ def io_from_args(args: argparse.Namespace):
     from medreg.inference.io_config import io_from_flags
 
     try:
-        return io_from_flags(args.io_steps, args.io_mode, args.io_lr, args.io_upsample)
+        return io_from_flags(args.io_steps, args.io_mode, args.io_lr, args.io_upsample,
+                             preset=getattr(args, "io_preset", None), diffeomorphic=getattr(args, "io_diffeomorphic", False))
     except ValueError as exc:
         raise InputError(None, str(exc)) from None

@@ -112,6 +112,7 @@ class MedregMethod:
 
             global_stage = model_global_stage(self.load().config)
         self.global_stage = global_stage
+        self.io = io.for_model(self.load().config)  # a named preset: the model's anatomy's table
         self.name = global_stage.named(io.method_name())  # medreg+affine+io15
 
     def __repr__(self) -> str:

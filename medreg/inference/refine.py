@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import copy
+import time
 from typing import Any
 
 import torch
@@ -46,18 +47,25 @@ def _options(stage: Stage, loss: Any) -> dict[str, Any]:
         window = int(loss.window) if stage.window is None else min(int(stage.window), int(loss.window))
         sim_kwargs = {"window": window}
     return dict(lam=stage.reg_scale * float(loss.lam), similarity=loss.similarity, regularizer=loss.regularizer,
-                similarity_kwargs=sim_kwargs, coarsen=stage.coarsen, lr=stage.lr)
+                similarity_kwargs=sim_kwargs, coarsen=stage.coarsen, lr=stage.lr, lr_end=stage.lr_end,
+                patience=stage.patience)
 
 
-def refine_field(phi: Transform, io: IOConfig, loss: Any, pair: PreparedPair,
-                 device: torch.device) -> tuple[Transform, list[float]]:
-    """Run ``io``'s stages on ``pair`` (network inputs on ``device``); return the refined ``phi`` and the losses."""
+def refine_field(phi: Transform, io: IOConfig, loss: Any, pair: PreparedPair, device: torch.device,
+                 levels: list[dict[str, Any]] | None = None) -> tuple[Transform, list[float]]:
+    """Run ``io``'s stages on ``pair`` (network inputs on ``device``); return the refined ``phi`` and the losses.
+
+    ``levels``, when given, gets one entry per stage run: its grid and shape, the steps planned and
+    run (a stage with ``patience`` may stop early), the seconds, and the first and last loss.
+    """
     moving, fixed = pair.moving.to(device), pair.fixed.to(device)
     losses: list[float] = []
     for stage, n in zip(io.stages, io.stage_steps()):
         if n <= 0:
             continue
+        t0 = time.perf_counter()
         options = _options(stage, loss)
+        options["diffeomorphic"] = bool(io.diffeomorphic)
         if stage.grid in ("half", "network"):
             phi, part = optimize_field(phi, moving, fixed, steps=n, downsample=2 if stage.grid == "half" else 1,
                                        **options)
@@ -70,6 +78,12 @@ def refine_field(phi: Transform, io: IOConfig, loss: Any, pair: PreparedPair,
             moving_to_net, fixed_to_net = pair.data_to_network()
             phi, part = optimize_on_data(phi, pair.moving_data.to(device), pair.fixed_data.to(device), moving_to_net,
                                          fixed_to_net, tuple(fixed.shape[2:]), steps=n, **options)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        if levels is not None:
+            levels.append({"grid": stage.grid, "steps": n, "steps_run": len(part),
+                           "seconds": round(time.perf_counter() - t0, 4),
+                           "loss_first": part[0] if part else None, "loss_last": part[-1] if part else None})
         losses += part
     return phi, losses
 

@@ -40,7 +40,7 @@ from medreg.inference.refine import fine_tune_network, refine_field
 from medreg.io.landmarks import Landmarks, check_inside
 from medreg.io.nifti import Volume, check_input_file, load_volume
 from medreg.io.point_files import read_points
-from medreg.memory import own_peak_rss_mb
+from medreg.memory import own_peak_rss_mb, reset_peak_rss
 from medreg.transforms.input_pipeline import InputPipeline
 
 Source = str | Path | Volume
@@ -152,6 +152,8 @@ def register_pair(model: torch.nn.Module, config: Any, fixed_path: Source | Sequ
             ``InputPipeline.for_model(config)``: ``config.preprocess`` for both stages).
     """
     t_start = time.perf_counter()
+    peak_reset = reset_peak_rss()
+    io = io.for_model(config)  # a named preset: the model's anatomy's table
     global_stage = global_stage if global_stage is not None else model_global_stage(config)
     dev = resolve_device(device)
     channels = list(config.preprocess.modalities)
@@ -186,7 +188,7 @@ def register_pair(model: torch.nn.Module, config: Any, fixed_path: Source | Sequ
     timings["preprocess"] = time.perf_counter() - t
     fixed_t, moving_t = pair.fixed.to(dev), pair.moving.to(dev)
 
-    net, io_losses = model, []
+    net, io_losses, io_levels = model, [], []
     if io.enabled and io.mode == "network":
         t = time.perf_counter()
         lr = io.lr if io.lr is not None else float(config.train.lr)
@@ -201,7 +203,7 @@ def register_pair(model: torch.nn.Module, config: Any, fixed_path: Source | Sequ
 
     if io.enabled and io.mode == "field":
         t = time.perf_counter()
-        phi, io_losses = refine_field(phi, io, config.loss, pair, dev)
+        phi, io_losses = refine_field(phi, io, config.loss, pair, dev, levels=io_levels)
         _sync(dev)
         timings["instance_optimization"] = time.perf_counter() - t
 
@@ -235,6 +237,7 @@ def register_pair(model: torch.nn.Module, config: Any, fixed_path: Source | Sequ
         "io_mode": io.mode if io.enabled else None,
         "io_preset": io.preset if io.enabled else None,
         "io_losses": io_losses,
+        "io_levels": io_levels,
         "device": str(dev),
         "config_hash": _config_hash(config),
         "timings": {k: round(v, 4) for k, v in timings.items()},
@@ -244,7 +247,8 @@ def register_pair(model: torch.nn.Module, config: Any, fixed_path: Source | Sequ
         "preprocessed_spacing": list(pair.geometry.spacing),
         "input_stages": pipeline.stages(),
         "global": {"mode": "none"} if glob is None else glob.describe(),
-        "peak_rss_source": "VmHWM of this process (lifetime peak, an upper bound)",
+        "peak_rss_source": "VmHWM of this process since this registration started" if peak_reset
+                           else "VmHWM of this process (lifetime peak, an upper bound)",
     }
     if dev.type == "cuda":
         result.extra["cuda_peak_mb"] = torch.cuda.max_memory_allocated(dev) / 2**20
