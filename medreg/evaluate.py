@@ -56,7 +56,8 @@ class EvaluationOptions:
     ``channel``: the image classical methods register (default: the manifest's first channel).
     ``contrasts``: evaluate every method on each of these channels in turn, as ``NAME@contrast``
     (single-channel medreg models read that contrast; the report has one row per method and contrast).
-    ``split``: a split name of the manifest, or ``all``.
+    ``split``: a split name of the manifest, or ``all``; ``val`` on a manifest without one is the
+    model's validation pairs (held out of its training split). ``limit``: only the first N pairs.
     """
 
     dataset: str
@@ -79,6 +80,7 @@ class EvaluationOptions:
     command: str | None = None
     methods: list[EvalMethod] | None = None
     max_qc_pairs: int = 20
+    limit: int | None = None  # only the first N pairs of the split
 
 
 @dataclass
@@ -121,11 +123,19 @@ def _now() -> str:
     return datetime.now(timezone.utc).astimezone().isoformat(timespec="seconds")
 
 
-def _select_pairs(manifest, split: str, manifest_path: Path) -> list:
+def _select_pairs(manifest, split: str, manifest_path: Path, config: Any = None) -> list:
+    """The split's pairs. ``val`` on a manifest without a ``val`` split is the model's validation pairs
+    (``config``: its ``data.val_split`` / ``val_pairs``, held out of training as ``medreg train`` did)."""
     if split == "all":
         pairs = list(manifest.pairs)
     else:
         pairs = manifest.split(split)
+    if not pairs and split == "val" and config is not None and config.data.val_split:
+        from medreg.training.data import train_val_records
+
+        _, val = train_val_records(manifest, manifest_path, config.data)
+        ids = {str(r["id"]).split("@")[0] for r in val}
+        pairs = [p for p in manifest.pairs if p.id in ids]
     if not pairs:
         splits = sorted({str(p.split) for p in manifest.pairs})
         raise InputError(manifest_path, f"expected pairs in split {split!r}, found none (splits in the manifest: {splits}; "
@@ -187,6 +197,8 @@ def _run_one(method: EvalMethod, entry, root: Path, opts: EvaluationOptions, cha
             row["device"] = str(result.extra["device"])
         row["dice_labels"] = {str(k): v for k, v in ev.dice_per_label.items()} if ev.dice_per_label else ""
         row["method_extra"] = {k: v for k, v in result.extra.items() if isinstance(v, (str, int, float, bool))}
+        if result.extra.get("io_levels"):
+            row["io_levels"] = result.extra["io_levels"]
         folder.mkdir(parents=True, exist_ok=True)
         if opts.save_fields:
             write_displacement_field(folder / "field.nii.gz", result.displacement_lps, result.fixed_affine)
@@ -242,7 +254,12 @@ def evaluate(opts: EvaluationOptions) -> EvaluationResult:
     manifest_path = data / "manifest.json" if data.is_dir() else data
     manifest = read_manifest(manifest_path, dataset=opts.dataset)
     root = manifest_path.parent
-    split_pairs = _select_pairs(manifest, opts.split, manifest_path)
+    methods = opts.methods if opts.methods is not None else build_methods(opts.model, list(opts.baselines), io=opts.io,
+                                                                           device=opts.device, global_stage=opts.global_stage)
+    config = next((m.load().config for m in methods if hasattr(m, "load")), None)
+    split_pairs = _select_pairs(manifest, opts.split, manifest_path, config)
+    if opts.limit is not None:
+        split_pairs = split_pairs[:int(opts.limit)]
     pairs = opts.shard.select(split_pairs)
     channels = list(split_pairs[0].fixed)
     channel = opts.channel or channels[0]
@@ -250,8 +267,6 @@ def evaluate(opts: EvaluationOptions) -> EvaluationResult:
         for c in [channel, *opts.contrasts]:
             if c not in e.fixed or c not in e.moving:
                 raise InputError(manifest_path, f"pair {e.id!r}: expected channel {c!r}, found {sorted(e.fixed)}")
-    methods = opts.methods if opts.methods is not None else build_methods(opts.model, list(opts.baselines), io=opts.io,
-                                                                           device=opts.device, global_stage=opts.global_stage)
     if opts.contrasts:
         from medreg.evaluation.methods import per_contrast
 

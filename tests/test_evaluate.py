@@ -390,3 +390,43 @@ def test_medreg_method_names_and_the_io_upsample_option(tiny_run):
     assert args.io_upsample == "data"
     with pytest.raises(SystemExit):
         parser.parse_args(["evaluate", "--dataset", "brats", "--data", "d", "--out", "o", "--io-upsample", "fine"])
+
+
+def test_bench_io_runs_each_preset_beside_a_baseline_and_resumes(prep, tiny_run, tmp_path):
+    """medreg bench io's measurement: one pass, fast additive and diffeomorphic, and 'none' on the first
+    two test pairs: one io.csv row per method, the pyramid's levels with their seconds, the plot; a rerun
+    redoes nothing."""
+    from medreg.evaluation.bench_io import bench_io
+    from medreg.evaluation.rows import read_rows
+
+    out = tmp_path / "io"
+    table, levels = bench_io(model=tiny_run, dataset="brats", data=prep, out=out, presets=["fast"],
+                             diffeomorphic=(False, True), baselines=["none"], threads=1, pairs=2, progress=False,
+                             log=lambda s: None)
+    assert [r["method"] for r in table] == ["medreg", "medreg+io-fast-additive", "medreg+io-fast", "none"]
+    assert all(r["pairs"] == 2 and np.isfinite(r["tre_mean"]) for r in table)
+    assert {r["pair"] for r in read_rows(out / "evaluation")} == set(TEST_PAIRS[:2])
+    io_rows = {r["method"]: r for r in table}
+    assert io_rows["medreg"]["io_seconds"] == 0 and io_rows["medreg+io-fast"]["io_seconds"] > 0
+    mine = [lv for lv in levels if lv["method"] == "medreg+io-fast"]
+    assert [lv["grid"] for lv in mine] == ["half", "network", "data"] and [lv["steps"] for lv in mine] == [10, 5, 1]
+    assert (out / "io.png").stat().st_size > 1000
+    with open(out / "io.csv") as f:
+        assert [r["method"] for r in csv.DictReader(f)] == [r["method"] for r in table]
+    stamp = {p.name: p.stat().st_mtime_ns for p in (out / "evaluation" / "rows").glob("*.json")}
+    bench_io(model=tiny_run, dataset="brats", data=prep, out=out, presets=["fast"], diffeomorphic=(False, True),
+             baselines=["none"], threads=1, pairs=2, progress=False, log=lambda s: None)
+    assert {p.name: p.stat().st_mtime_ns for p in (out / "evaluation" / "rows").glob("*.json")} == stamp
+
+
+def test_split_val_is_the_models_held_out_validation_pairs_when_the_manifest_has_none(prep):
+    from types import SimpleNamespace
+
+    from medreg.datasets.manifest import read_manifest
+    from medreg.evaluate import _select_pairs
+
+    manifest = read_manifest(prep / "manifest.json", dataset="brats")
+    config = SimpleNamespace(data=SimpleNamespace(train_split="test", val_split="test", val_pairs=1, contrasts=[]))
+    assert [p.id for p in _select_pairs(manifest, "val", prep / "manifest.json", config)] == [TEST_PAIRS[-1]]
+    with pytest.raises(InputError, match="split 'val'"):
+        _select_pairs(manifest, "val", prep / "manifest.json", None)

@@ -49,9 +49,10 @@ def run_train(args: argparse.Namespace) -> int:
 
 
 from medreg.cli.bench_capture import add_capture  # noqa: E402
+from medreg.cli.bench_io import add_io  # noqa: E402
 from medreg.cli.bench_register import add_register  # noqa: E402
 
-BENCHMARKS = {"train": add_train, "register": add_register, "capture": add_capture}
+BENCHMARKS = {"train": add_train, "register": add_register, "capture": add_capture, "io": add_io}
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
