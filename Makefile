@@ -27,13 +27,14 @@ test-all: setup
 	$(PY) -m pytest -q -m ''
 
 # The main job: generate demo-brain from the registry-shipped MNI152 template, preprocess it,
-# and evaluate the shipped model (its affine global stage, then the network alone and with 15 steps
-# of instance optimisation per pair) beside ANTs SyNQuick, elastix and no registration on the 6 test pairs.
+# and evaluate the shipped model (its affine global stage, then the network alone and with the default
+# instance-optimisation preset per pair) beside ANTs SyNQuick, elastix and no registration on the 6 test
+# pairs (the held-out subject S1).
 # Reruns resume (finished cases and pairs are skipped).
 demo: setup
 	$(VENV)/bin/medreg preprocess --dataset demo-brain --out $(DEMO)/preprocessed --workers $(THREADS)
 	$(VENV)/bin/medreg evaluate --dataset demo-brain --data $(DEMO)/preprocessed --model $(MODEL) \
-	    --io-steps 15 --baseline ants:syn-quick --baseline elastix --baseline none \
+	    --io-preset default --baseline ants:syn-quick --baseline elastix --baseline none \
 	    --threads $(THREADS) --out $(DEMO)/evaluation
 	@echo
 	@echo "report: $(DEMO)/evaluation/report.html"
@@ -41,13 +42,13 @@ demo: setup
 	@echo "then fine-tune it with the global stage (CPU: ~35 min):  pipelines/finetune_demo_brain_global.sh $(DEMO)/finetune"
 	@echo "or a short CPU run:  $(VENV)/bin/medreg train --dataset demo-brain --data $(DEMO)/preprocessed --out $(DEMO)/run --max-steps 200"
 
-# The same on demo-lung (a real chest CT with synthetic breathing motion; 4 test pairs); the last
-# 6 of the 36 instance-optimisation steps run on the preprocessed CT's own grid (--io-upsample data),
-# finer than the model's 4 mm grid.
+# The same on demo-lung (real chest CTs with synthetic breathing motion; 4 test pairs of the held-out
+# patient); the default preset's last 6 instance-optimisation steps run on the preprocessed CT's own
+# grid, finer than the model's 4 mm grid.
 demo-lung: setup
 	$(VENV)/bin/medreg preprocess --dataset demo-lung --out $(DEMO)-lung/preprocessed --workers $(THREADS)
 	$(VENV)/bin/medreg evaluate --dataset demo-lung --data $(DEMO)-lung/preprocessed --model $(LUNG_MODEL) \
-	    --io-steps 36 --io-upsample data --baseline ants:syn-quick --baseline elastix --baseline none \
+	    --io-preset default --baseline ants:syn-quick --baseline elastix --baseline none \
 	    --threads $(THREADS) --out $(DEMO)-lung/evaluation
 	@echo
 	@echo "report: $(DEMO)-lung/evaluation/report.html"

@@ -21,8 +21,8 @@ def add_capture(subparsers) -> None:
                    help="comma-separated baselines (elastix, ants:syn-quick, ...) or 'none' (default elastix,ants:syn-quick)")
     p.add_argument("--kinds", default="translation,rotation,combined", help="which motions (default all three)")
     p.add_argument("--io-steps", type=int, default=None,
-                   help="instance-optimisation steps of the IO rows (default: the dataset's default IO, as in make demo "
-                        "/ make demo-lung: 15 steps for demo-brain, 36 with the last sixth on the data grid for demo-lung)")
+                   help="instance-optimisation steps of the IO rows (default: the default preset's own, as in make "
+                        "demo / make demo-lung: --io-preset default)")
     p.add_argument("--threads", type=int, default=2, help="threads for every method (default 2)")
     p.add_argument("--out", default="runs/capture", help="output folder (default runs/capture)")
     p.set_defaults(run=run_capture)

@@ -66,7 +66,7 @@ def move_case(case: Any, matrix: np.ndarray, out: Path) -> dict[str, Any]:
             "moving_landmarks": write_brats_csv(out / "moving_landmarks.csv", moved, overwrite=True)}
 
 
-DEFAULT_IO = {"demo-brain": {"steps": 15}, "demo-lung": {"steps": 36, "upsample": "data"}}  # as make demo / demo-lung
+DEFAULT_IO = {"demo-brain": {"preset": "default"}, "demo-lung": {"preset": "default"}}  # as make demo / demo-lung
 
 
 def case_files(case: Any, out: Path) -> Any:
@@ -104,8 +104,8 @@ def bench_capture(*, model: str, dataset: str = "demo-brain", baselines: list[st
                   "rotation", "combined"), log: Callable[[str], None] = print) -> list[dict[str, Any]]:
     """Run the sweep; write ``out/capture.csv`` and ``out/capture.png``; return the rows.
 
-    The IO rows use the dataset's default instance optimisation (:data:`DEFAULT_IO`; ``io_steps``
-    changes its number of steps).
+    The IO rows use the dataset's default instance optimisation (:data:`DEFAULT_IO`: the ``default``
+    preset of the model's table; ``io_steps`` changes its number of steps).
     """
     import torch
 
