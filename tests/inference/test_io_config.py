@@ -162,26 +162,10 @@ def test_each_preset_lowers_its_own_loss_on_a_small_pair(name):
     """Every stage of every preset ends below where it started (losses of one stage share a grid)."""
     import torch
 
-    from medreg.config import Config
-    from medreg.inference.prepare import prepare_pair
     from medreg.inference.refine import refine_field
-    from medreg.io.nifti import Volume
     from medreg.spatial import Identity
-    from medreg.transforms.input_pipeline import InputPipeline
 
-    cfg = Config.model_validate({
-        "data": {"dataset": "brats"},
-        "preprocess": {"modalities": ["t1"], "spacing": [4.0, 4.0, 4.0], "intensity": {"kind": "mri_percentile"},
-                       "crop_foreground": False, "shape_multiple": 4},
-        "model": {"levels": 1, "unet_channels": [4, 8]}, "loss": {"lam": 0.05, "window": 5},
-    })
-    idx = np.stack(np.meshgrid(*[np.arange(32.0)] * 3, indexing="ij"), -1)
-    def blob(c):
-        return sum(np.exp(-(((idx - c - o) / s) ** 2).sum(-1)) for o, s in (((0, 0, 0), 6.0), ((5, -4, 3), 3.0)))
-    aff = np.diag([2.0, 2.0, 2.0, 1.0])
-    fixed = Volume(blob(np.array([15.0, 16.0, 15.5])).astype(np.float32), aff)
-    moving = Volume(blob(np.array([17.0, 14.5, 16.0])).astype(np.float32), aff)
-    pair = prepare_pair([fixed], [moving], InputPipeline.for_model(cfg))
+    pair, cfg = _small_pair_and_loss()
     io = io_preset(name, 12, 2)
     _, losses = refine_field(Identity(), io, cfg.loss, pair, torch.device("cpu"))
     assert len(losses) == 12
