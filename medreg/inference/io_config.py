@@ -13,11 +13,13 @@ Grids of a stage: ``half`` (half the network resolution), ``network``, ``finer``
 and ``data`` (the preprocessed data's own voxels). Step counts: every stage gets
 ``floor(fraction * steps)``, and the stage with ``fraction=None`` gets the rest.
 
-The presets (:data:`PRESETS`) are what the CLI's ``--io-upsample`` chose before:
-``field`` (1), ``finer`` (K) and ``data``. How they were chosen, and what else was
-tried, is in ``docs/instance-optimisation.md``. The CLI maps its flags onto this object
-at the edge (:func:`io_from_flags`); the evaluation's method names come from
-:meth:`IOConfig.method_name`.
+The named presets ``fast``, ``default`` and ``accurate`` (:data:`TABLES`, ``--io-preset``) are
+half / network / data-grid pyramids, diffeomorphic unless asked otherwise, one table per anatomy
+(:func:`preset_table`; :meth:`IOConfig.for_model` reads the model's). The older presets
+(:data:`PRESETS`) are what the CLI's ``--io-upsample`` chose before: ``field`` (1), ``finer`` (K)
+and ``data``. How all of them were chosen, and what else was tried, is in
+``docs/instance-optimisation.md``. The CLI maps its flags onto this object at the edge
+(:func:`io_from_flags`); the evaluation's method names come from :meth:`IOConfig.method_name`.
 """
 
 from __future__ import annotations

@@ -26,7 +26,8 @@ linearly between them as the additive residual is. At the control points the map
 ``phi o psi``, so the refinement adds no fold of its own there (the total folds only where
 ``phi`` does); between them the interpolation of smooth fields leaves it so in practice (the
 tests check it on a large deformation). A step costs the additive one plus the scaling and
-squaring and one sample of ``u`` on the control grid: a few per cent.
+squaring and one sample of ``u`` on the control grid: on a 2 mm brain's network grid 0.21 against
+0.12 s (2 threads), on its 1 mm data grid a few per cent.
 
 :class:`StepControl` is what a stage's optimiser does besides Adam: a cosine decay of the
 rate to ``lr_end`` times its start, and stopping the stage once the loss has not improved by
@@ -62,7 +63,7 @@ class StepControl:
             raise ValueError(f"expected 0 < lr_end <= 1, patience >= 0 and tol >= 0, found {lr_end}, {patience}, {tol}")
         self.opt, self.steps, self.lr_end, self.patience, self.tol = opt, int(steps), float(lr_end), int(patience), float(tol)
         self.base = [g["lr"] for g in opt.param_groups]
-        self.best, self.since, self.done = math.inf, 0, 0
+        self.best, self.since = math.inf, 0
 
     def before(self, i: int) -> None:
         if self.lr_end < 1 and self.steps > 1:
@@ -72,7 +73,6 @@ class StepControl:
 
     def after(self, loss: float) -> bool:
         """Record a step's loss; True when the stage should stop."""
-        self.done += 1
         if not math.isfinite(self.best) or loss < self.best - self.tol * abs(self.best):
             self.best, self.since = loss, 0
         else:
