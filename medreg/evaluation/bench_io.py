@@ -79,30 +79,38 @@ def summarize(rows: list[dict[str, Any]], methods: list[str]) -> tuple[list[dict
 
 
 def plot(table: list[dict[str, Any]], path: Path, title: str) -> None:
-    """Mean TRE against seconds a pair, one labelled point per method (log time axis)."""
+    """Mean TRE against seconds a pair, one point per method (log time axis; in the legend), the presets
+    joined (solid: diffeomorphic, dashed: additive); a method that takes no time (``none``) is a line."""
     import matplotlib
 
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6.4, 4.2))
-    medreg = [r for r in table if r["method"].startswith("medreg")]
-    for group, marker in ((medreg, "o"), ([r for r in table if r not in medreg], "s")):
-        for r in group:
-            if math.isfinite(r["tre_mean"]) and math.isfinite(r["seconds"]):
-                ax.scatter(r["seconds"], r["tre_mean"], marker=marker)
-                ax.annotate(r["method"], (r["seconds"], r["tre_mean"]), fontsize=7, xytext=(4, 3),
-                            textcoords="offset points")
-    for diffeo in (False, True):  # the presets as a curve
-        pts = sorted((r["seconds"], r["tre_mean"]) for r in medreg if r["io_preset"] and
-                     r["method"].endswith("-diffeo") == diffeo)
+    fig, ax = plt.subplots(figsize=(7.2, 4.4))
+    markers = "os^vDP*Xhp<>"
+    timed = [r for r in table if math.isfinite(r["tre_mean"]) and math.isfinite(r["seconds"]) and r["seconds"] > 0.05]
+    for i, r in enumerate(timed):
+        label = r["method"]
+        label = "medreg one pass" if label in ("medreg", "medreg+affine") else \
+            label.replace("medreg+affine+", "").replace("medreg+", "")
+        label = f"{label} ({r['tre_mean']:.2f} mm, {r['seconds']:.1f} s)"
+        ax.scatter(r["seconds"], r["tre_mean"], marker=markers[i % len(markers)], s=42, label=label, zorder=3)
+    for r in table:
+        if r not in timed and math.isfinite(r["tre_mean"]):
+            ax.axhline(r["tre_mean"], color="grey", linestyle=":", linewidth=0.8)
+            ax.annotate(f"{r['method']} {r['tre_mean']:.2f} mm", (0.01, r["tre_mean"]), xycoords=("axes fraction", "data"),
+                        fontsize=7, xytext=(0, 2), textcoords="offset points")
+    for additive in (False, True):  # the presets as a curve
+        pts = sorted((r["seconds"], r["tre_mean"]) for r in timed if r["io_preset"] and
+                     r["method"].endswith("-additive") == additive)
         if len(pts) > 1:
-            ax.plot(*zip(*pts), linestyle="--" if diffeo else "-", color="grey", linewidth=0.8)
+            ax.plot(*zip(*pts), linestyle="--" if additive else "-", color="grey", linewidth=0.8, zorder=2)
     ax.set_xscale("log")
     ax.set_xlabel("seconds a pair")
     ax.set_ylabel("mean TRE (mm)")
     ax.set_title(title, fontsize=9)
     ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=6.5, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
