@@ -32,6 +32,7 @@ def run_capture(args: argparse.Namespace) -> int:
     import json
     from pathlib import Path
 
+    from medreg.cli.bench_args import checked_baselines, shipped_model
     from medreg.errors import InputError
     from medreg.evaluation.bench_capture import bench_capture
     from medreg.evaluation.run_info import machine_info
@@ -41,17 +42,9 @@ def run_capture(args: argparse.Namespace) -> int:
     if bad or args.threads < 1 or (args.io_steps is not None and args.io_steps < 0):
         raise InputError(None, f"expected --kinds among translation,rotation,combined, --threads >= 1 and "
                                f"--io-steps >= 0, found {args.kinds}, {args.threads}, {args.io_steps}")
-    specs = [] if args.baselines.strip().lower() == "none" else [s.strip() for s in args.baselines.split(",") if s.strip()]
-    from medreg.baselines import get_baseline
-
-    for s in specs:  # fail before any work on an unknown baseline
-        get_baseline(s)
+    specs = checked_baselines(args.baselines)
     print("machine:", json.dumps(machine_info(["cpu"])))
-    model = args.model
-    if model is None:
-        import medreg
-
-        model = str(Path(medreg.__file__).parent / "weights" / f"{args.dataset}.safetensors")
+    model = args.model if args.model is not None else shipped_model(args.dataset)
     bench_capture(model=model, dataset=args.dataset, baselines=specs, threads=args.threads, io_steps=args.io_steps,
                   out=Path(args.out), kinds=kinds)
     print(f"-> {Path(args.out) / 'capture.csv'}, {Path(args.out) / 'capture.png'}")

@@ -39,7 +39,7 @@ def run_io(args: argparse.Namespace) -> int:
     import sys
     from pathlib import Path
 
-    from medreg.baselines import get_baseline
+    from medreg.cli.bench_args import checked_baselines, shipped_model
     from medreg.errors import InputError
     from medreg.evaluation.bench_io import bench_io
     from medreg.evaluation.run_info import machine_info
@@ -50,15 +50,9 @@ def run_io(args: argparse.Namespace) -> int:
     if bad or not presets or args.threads < 1 or args.pairs < 1:
         raise InputError(None, f"expected --presets among {','.join(NAMED)}, --threads >= 1 and --pairs >= 1, "
                                f"found {args.presets!r}, {args.threads}, {args.pairs}")
-    specs = [] if args.baselines.strip().lower() == "none" else [s.strip() for s in args.baselines.split(",") if s.strip()]
-    for s in specs:  # fail before any work on an unknown baseline
-        get_baseline(s)
+    specs = checked_baselines(args.baselines)
     diffeo = {"both": (False, True), "on": (True,), "off": (False,)}[args.diffeomorphic]
-    model = args.model
-    if model is None:
-        import medreg
-
-        model = str(Path(medreg.__file__).parent / "weights" / f"{args.dataset}.safetensors")
+    model = args.model if args.model is not None else shipped_model(args.dataset)
     print("machine:", json.dumps(machine_info([args.device])))
     bench_io(model=model, dataset=args.dataset, data=args.data, out=Path(args.out), split=args.split, presets=presets,
              diffeomorphic=diffeo, baselines=specs, threads=args.threads, pairs=args.pairs, device=args.device,

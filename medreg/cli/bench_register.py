@@ -38,8 +38,10 @@ def run_register(args: argparse.Namespace) -> int:
     if args.pairs < 1 or args.threads < 1 or args.repeats < 1:
         raise InputError(None, f"expected --pairs, --threads and --repeats >= 1, found {args.pairs}, {args.threads}, "
                                f"{args.repeats}")
-    specs = [] if args.baselines.strip().lower() == "none" else [s.strip() for s in args.baselines.split(",") if s.strip()]
     from medreg.baselines import get_baseline
+    from medreg.cli.bench_args import baseline_specs
+
+    specs = baseline_specs(args.baselines)
 
     for s in specs:  # fail before any work on an unknown preset
         get_baseline(s if s.startswith("ants") else f"ants:{s}")
