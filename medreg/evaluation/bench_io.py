@@ -18,7 +18,6 @@ import math
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-import numpy as np
 
 PRESETS = ("fast", "default", "accurate")
 
@@ -37,9 +36,12 @@ def io_methods(model: str | Path, presets: Sequence[str], diffeomorphic: Sequenc
     return out
 
 
-def _mean(values: list[float]) -> float:
-    vals = [float(v) for v in values if v is not None and math.isfinite(float(v))]
-    return float(np.mean(vals)) if vals else float("nan")
+def _mean(values: list[Any]) -> float:
+    """The evaluation summary's mean of the finite values (:func:`medreg.evaluation.summary.stats`), NaN for none."""
+    from medreg.evaluation.summary import stats
+
+    mean = stats(values)["mean"]
+    return float("nan") if mean is None else float(mean)
 
 
 def summarize(rows: list[dict[str, Any]], methods: list[str]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:

@@ -97,7 +97,6 @@ class MedregMethod:
 
     def __init__(self, run: str | Path, *, io: IOConfig = NO_IO, device: str = "cpu",
                  share_model_of: "MedregMethod | None" = None, global_stage: GlobalConfig | None = None):
-        self.io = io
         self.run = Path(run)
         if device == "auto":
             import torch

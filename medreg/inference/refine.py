@@ -55,7 +55,7 @@ def refine_field(phi: Transform, io: IOConfig, loss: Any, pair: PreparedPair, de
                  levels: list[dict[str, Any]] | None = None) -> tuple[Transform, list[float]]:
     """Run ``io``'s stages on ``pair`` (network inputs on ``device``); return the refined ``phi`` and the losses.
 
-    ``levels``, when given, gets one entry per stage run: its grid and shape, the steps planned and
+    ``levels``, when given, gets one entry per stage run: its grid, the steps planned and
     run (a stage with ``patience`` may stop early), the seconds, and the first and last loss.
     """
     moving, fixed = pair.moving.to(device), pair.fixed.to(device)

@@ -244,12 +244,15 @@ def optimize_on_data(phi: Transform, moving: torch.Tensor, fixed: torch.Tensor, 
             return upsample.channels_last(to_grid_sample(field)[0])[None]
         return to_grid_sample(sample(field, points))
 
+    def current() -> torch.Tensor:
+        """The residual on the control points, network normalized units (what ``phi o exp(v)`` adds there)."""
+        r = residual * unit
+        return _composed(r, u_net, cgrid, u_reg) if diffeomorphic else r
+
     for i in range(int(steps)):
         control.before(i)
         opt.zero_grad(set_to_none=True)
-        r_net = residual * unit
-        if diffeomorphic:
-            r_net = _composed(r_net, u_net, cgrid, u_reg)
+        r_net = current()
         r_moving = torch.einsum("ij,bj...->bi...", b, r_net)  # linear maps commute with the interpolation
         warped = grid_sample(moving, at + at_points(r_moving))
         loss = sim_fn(warped) + lam * reg_fn(u_reg + r_net)
@@ -259,10 +262,7 @@ def optimize_on_data(phi: Transform, moving: torch.Tensor, fixed: torch.Tensor, 
         if control.after(losses[-1]):
             break
     with torch.no_grad():
-        r_net = residual * unit
-        if diffeomorphic:
-            r_net = _composed(r_net, u_net, cgrid, u_reg)
-        return ResidualField(phi, r_net.detach()), losses
+        return ResidualField(phi, current().detach()), losses
 
 
 def optimize_field(phi: Transform, moving: torch.Tensor, fixed: torch.Tensor, *, steps: int, lr: float = 0.5,
@@ -328,10 +328,15 @@ def optimize_field(phi: Transform, moving: torch.Tensor, fixed: torch.Tensor, *,
             upsamplers[size] = _Upsample(small, size, dev, dtype)
         return upsamplers[size](field)
 
+    def current() -> torch.Tensor:
+        """The residual on its grid, normalized units (what ``phi o exp(v)`` adds there)."""
+        r = residual * to_norm
+        return _composed(r, u_net, cgrid, u_c) if diffeomorphic else r
+
     for i in range(int(steps)):
         control.before(i)
         opt.zero_grad(set_to_none=True)
-        small = _composed(residual * to_norm, u_net, cgrid, u_c) if diffeomorphic else residual * to_norm
+        small = current()
         r = upsampled(small, shape)
         warped = sample(moving, at_net + r)
         reg = reg_fn(u_reg + (r if reg_shape == shape else upsampled(small, reg_shape)))
@@ -342,7 +347,7 @@ def optimize_field(phi: Transform, moving: torch.Tensor, fixed: torch.Tensor, *,
         if control.after(losses[-1]):
             break
     with torch.no_grad():
-        small = _composed(residual * to_norm, u_net, cgrid, u_c) if diffeomorphic else residual * to_norm
+        small = current()
         if shape == full_shape:
             return DisplacementField(u_net + upsampled(small, shape)), losses
         return DisplacementField(u_full + F.interpolate(small, size=full_shape, mode=mode, align_corners=False)), losses
