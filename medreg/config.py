@@ -138,6 +138,19 @@ class ContrastAugConfig(BaseModel):
     gamma: float = Field(0.4, ge=0, lt=1)  # then x ** exp(U(-gamma, gamma))
 
 
+class SynthAugConfig(BaseModel):
+    """Images made from the pair's label maps alone (``medreg.training.label_synth``, as SynthMorph does): a random
+    intensity per class and channel (the same in fixed and moving), noise inside the head, blur, bias and gamma.
+    Needs label maps in the manifest (demo-brain has them); a pair without them raises an error naming it."""
+
+    model_config = _STRICT
+    prob: float = Field(0.0, ge=0, le=1)    # probability per sample (0: off)
+    noise: float = Field(0.08, ge=0)        # sd of the noise ~ U(0, noise), [0, 1] intensity units, before the blur
+    blur: float = Field(1.0, ge=0)          # Gaussian sigma ~ U(0, blur), voxels of the network grid
+    bias: float = Field(0.3, ge=0)          # sd of the log bias field's 4x4x4 nodes
+    gamma: float = Field(0.4, ge=0, lt=1)   # then x ** exp(U(-gamma, gamma)) per channel
+
+
 class AugmentConfig(BaseModel):
     """Random augmentation (MONAI), drawn independently for fixed and moving, deterministic given the seed."""
 
@@ -151,6 +164,7 @@ class AugmentConfig(BaseModel):
     intensity_scale: float = Field(0.05, ge=0)  # +- relative intensity scale
     motion: MotionConfig = Field(default_factory=MotionConfig)
     contrast: ContrastAugConfig = Field(default_factory=ContrastAugConfig)
+    synth: SynthAugConfig = Field(default_factory=SynthAugConfig)
 
 
 class GlobalStageConfig(BaseModel):

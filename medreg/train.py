@@ -210,7 +210,13 @@ def train(config: Config | None, data: str | Path, out: str | Path, *, device: s
         multiple = required_multiple(config.model)
         hint = f"levels={config.model.levels}, unet_channels={config.model.unet_channels}"
         loader_fn = LoadPaird(config.channels, config.preprocess, multiple, hint)
-        train_set = make_dataset(train_records, loader_fn, config.data.cache)
+        synth = None
+        if t.augmentation.enabled and t.augmentation.synth.prob > 0:  # the training pairs also carry their labels
+            from medreg.training.label_synth import LabelSynth
+
+            synth = LabelSynth(t.augmentation.synth)
+        train_loader = LoadPaird(config.channels, config.preprocess, multiple, hint, labels=synth is not None)
+        train_set = make_dataset(train_records, train_loader, config.data.cache)
         has_val = bool(val_records)  # the same on every rank; only rank 0 loads and runs validation
         if config.data.val_split is not None and not has_val and ctx.is_main:
             print(f"medreg train: warning: no pairs of split {config.data.val_split!r} (data.val_split) in "
@@ -266,7 +272,8 @@ def train(config: Config | None, data: str | Path, out: str | Path, *, device: s
 
         sampler = StepSampler(len(train_set), t.batch_size, t.seed, step, stop, ctx.rank, ctx.world)
         loader = torch.utils.data.DataLoader(
-            TrainPairs(train_set, augment, prealign), batch_size=t.batch_size, sampler=sampler, num_workers=t.workers,
+            TrainPairs(train_set, augment, prealign, synth), batch_size=t.batch_size, sampler=sampler,
+            num_workers=t.workers,
             collate_fn=collate_pairs, pin_memory=ctx.device.type == "cuda",
             generator=torch.Generator().manual_seed(t.seed),
         )

@@ -121,6 +121,8 @@ def split_records(manifest: Any, root: Path, split: str | None, limit: int | Non
             "moving": {k: str(resolve(root, v)) for k, v in e.moving.items()},
             "fixed_landmarks": None if e.fixed_landmarks is None else str(resolve(root, e.fixed_landmarks)),
             "moving_landmarks": None if e.moving_landmarks is None else str(resolve(root, e.moving_landmarks)),
+            "fixed_labels": None if e.fixed_labels is None else str(resolve(root, e.fixed_labels)),
+            "moving_labels": None if e.moving_labels is None else str(resolve(root, e.moving_labels)),
         })
     return out
 
@@ -130,14 +132,41 @@ class LoadPaird(Transform):
 
     Output keys: ``id``, ``fixed``/``moving`` (C, X, Y, Z) float32, ``affine`` (4, 4) voxel->RAS
     of the network grid (shared by both images), ``fixed_points``/``moving_points`` (N, 3) LPS mm
-    matched by name (empty when the pair has none).
+    matched by name (empty when the pair has none). With ``labels``, also ``fixed_fractions`` /
+    ``moving_fractions``: (K, X, Y, Z) float16 class fractions of the label maps on the network grid
+    (:func:`medreg.training.label_synth.label_fractions`, K = the larger label + 1 of the pair), for
+    label-map synthesis; a record without label maps is an InputError.
     """
 
-    def __init__(self, channels: Sequence[str], preprocess: Any, multiple: int, model_hint: str):
+    def __init__(self, channels: Sequence[str], preprocess: Any, multiple: int, model_hint: str,
+                 labels: bool = False):
         self.channels = list(channels)
         self.preprocess = preprocess
         self.multiple = multiple
         self.model_hint = model_hint
+        self.labels = labels
+
+    def _fractions(self, record: dict[str, Any], shape: tuple[int, ...]) -> tuple[torch.Tensor, torch.Tensor]:
+        from medreg.io.nifti import load_volume
+        from medreg.training.label_synth import label_fractions
+
+        if not record.get("fixed_labels") or not record.get("moving_labels"):
+            raise InputError(record["fixed"][self.channels[0]], f"pair {record['id']!r} has no label maps "
+                                                                f"(fixed_labels / moving_labels in the manifest), "
+                                                                f"which train.augmentation.synth needs; set its "
+                                                                f"prob to 0 or preprocess data that has labels")
+        vols = [load_volume(record[k], allow_constant=True) for k in ("fixed_labels", "moving_labels")]
+        arrays = [np.rint(np.asarray(v.array)).astype(np.int64) for v in vols]
+        for v, a in zip(vols, arrays):
+            if a.min() < 0:
+                raise InputError(v.path, f"expected non-negative integer labels, found {int(a.min())}")
+        classes = int(max(a.max() for a in arrays)) + 1
+        out = [label_fractions(a, v.affine, self.preprocess, classes) for v, a in zip(vols, arrays)]
+        for v, frac in zip(vols, out):
+            if tuple(frac.shape[1:]) != shape:
+                raise InputError(v.path, f"expected the label map on the image grid of pair {record['id']!r} "
+                                         f"(network grid {shape}), found {tuple(frac.shape[1:])}")
+        return out[0], out[1]
 
     def _stack(self, files: dict[str, str]) -> tuple[torch.Tensor, np.ndarray, Path]:
         from medreg.io.nifti import load_volume
@@ -171,8 +200,11 @@ class LoadPaird(Transform):
         if record.get("fixed_landmarks") and record.get("moving_landmarks"):
             fl, ml = match_landmarks(read_brats_csv(record["fixed_landmarks"]), read_brats_csv(record["moving_landmarks"]))
             fp, mp = fl.points, ml.points
-        return {"id": record["id"], "fixed": fixed, "moving": moving, "affine": affine,
+        item = {"id": record["id"], "fixed": fixed, "moving": moving, "affine": affine,
                 "fixed_points": fp, "moving_points": mp}
+        if self.labels:
+            item["fixed_fractions"], item["moving_fractions"] = self._fractions(record, shape)
+        return item
 
 
 def make_dataset(records: list[dict[str, Any]], loader: LoadPaird, cache: bool):
@@ -180,7 +212,13 @@ def make_dataset(records: list[dict[str, Any]], loader: LoadPaird, cache: bool):
     from monai.data import CacheDataset, Dataset
 
     if cache:
-        return CacheDataset(records, transform=loader, cache_rate=1.0, num_workers=0, progress=False, copy_cache=False)
+        try:
+            return CacheDataset(records, transform=loader, cache_rate=1.0, num_workers=0, progress=False,
+                                copy_cache=False)
+        except RuntimeError as err:  # MONAI wraps the loader's errors; the user needs the file and what was wrong
+            if isinstance(err.__cause__, InputError):
+                raise err.__cause__ from None
+            raise
     return Dataset(records, transform=loader)
 
 
@@ -221,13 +259,15 @@ class StepSampler(torch.utils.data.Sampler):
 
 
 class TrainPairs(torch.utils.data.Dataset):
-    """Indexed by ``(index, seed)``: the cached pair, augmented with that seed, then (``prealign``: a
+    """Indexed by ``(index, seed)``: the cached pair (``synth``: a :class:`medreg.training.label_synth.LabelSynth`,
+    replaced, when it draws so, by images made from its label maps), augmented with that seed, then (``prealign``: a
     :class:`medreg.training.motion.MotionThenGlobal`) moved and aligned by the global stage."""
 
-    def __init__(self, base, augment=None, prealign=None):
+    def __init__(self, base, augment=None, prealign=None, synth=None):
         self.base = base
         self.augment = augment
         self.prealign = prealign
+        self.synth = synth
 
     def __len__(self) -> int:
         return len(self.base)
@@ -236,6 +276,10 @@ class TrainPairs(torch.utils.data.Dataset):
         index, seed = key
         item = self.base[index]
         fixed, moving = item["fixed"], item["moving"]
+        if self.synth is not None:
+            made = self.synth(item["fixed_fractions"], item["moving_fractions"], fixed.shape[0], seed)
+            if made is not None:
+                fixed, moving = made
         if self.augment is not None:
             fixed, moving = self.augment(fixed, moving, seed)
         if self.prealign is not None:

@@ -16,6 +16,8 @@ import numpy as np
 
 from medreg.geometry.frames import voxel_to_lps
 
+LABEL_EDGES = (0.15, 0.45, 0.75)  # blob intensity -> label 0 (background) .. 3
+
 
 def _blobs(shape: Sequence[int], centres: np.ndarray, sigma: float) -> np.ndarray:
     grids = np.meshgrid(*[np.arange(s, dtype=np.float64) for s in shape], indexing="ij")
@@ -29,10 +31,13 @@ def _blobs(shape: Sequence[int], centres: np.ndarray, sigma: float) -> np.ndarra
 def write_synthetic_dataset(out: str | Path, *, dataset: str = "demo-brain", n_train: int = 3, n_test: int = 2,
                             shape: Sequence[int] = (16, 16, 16), spacing: float = 2.0,
                             channels: Sequence[str] = ("t1", "t2"), shift_vox: Sequence[float] = (1.5, -1.0, 0.5),
-                            seed: int = 0, landmarks: bool = True, manifest_dataset: str | None = None) -> Path:
+                            seed: int = 0, landmarks: bool = True, manifest_dataset: str | None = None,
+                            labels: bool = False) -> Path:
     """Write pairs under ``out`` and ``out/manifest.json``; return the manifest path.
 
-    ``manifest_dataset`` writes another dataset name into the manifest (to test mismatches).
+    ``manifest_dataset`` writes another dataset name into the manifest (to test mismatches). ``labels``
+    also writes label maps (0 background, 1-3 by the first channel's blob intensity, :data:`LABEL_EDGES`),
+    the moving one made from the shifted blobs like the moving image.
     """
     from medreg.datasets.manifest import Manifest, PairEntry, write_manifest
     from medreg.io.landmarks import Landmarks, write_brats_csv
@@ -61,10 +66,17 @@ def write_synthetic_dataset(out: str | Path, *, dataset: str = "demo-brain", n_t
             save_volume(out / rel / f"moving_{ch}.nii.gz", moving, affine, overwrite=True)
             fixed_files[ch] = str(rel / f"fixed_{ch}.nii.gz")
             moving_files[ch] = str(rel / f"moving_{ch}.nii.gz")
+            if labels and c == 0:
+                for role, image in (("fixed", fixed), ("moving", moving)):
+                    save_volume(out / rel / f"{role}_labels.nii.gz", np.digitize(image, LABEL_EDGES).astype(np.int16),
+                                affine, dtype=np.int16, overwrite=True)
         entry = {"id": pid, "split": "train" if i < n_train else "test", "fixed": fixed_files, "moving": moving_files,
                  "geometry": {k: {"original_affine": affine.tolist(), "original_shape": list(shape),
                                   "affine": affine.tolist(), "shape": list(shape)} for k in ("fixed", "moving")},
                  "sources": {}, "config_hash": "synthetic"}
+        if labels:
+            entry["fixed_labels"] = str(rel / "fixed_labels.nii.gz")
+            entry["moving_labels"] = str(rel / "moving_labels.nii.gz")
         if landmarks:
             names = [str(k + 1) for k in range(len(centres))]
             # phi(p_fixed) = p_moving: the moving image is the fixed one shifted by +shift voxels
