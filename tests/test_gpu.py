@@ -18,7 +18,7 @@ def test_cuda_training_with_amp_runs_and_loads_on_cuda(tmp_path):
 
     write_synthetic_dataset(tmp_path / "data", shape=(32, 32, 32), n_train=4, n_test=2)
     config = load_config(preset_path("demo-brain"), ["train.steps=40", "train.val_every=20", "train.lr=3e-3",
-                                                     "train.amp=true"])
+                                                     "train.amp=true", "data.val_split=train"])
     result = train(config, tmp_path / "data", tmp_path / "run", device="cuda", progress=False)
     assert result.step == 40 and result.last_val  # validation ran on the GPU
     model, _ = load_model(tmp_path / "run", device="cuda")

@@ -22,8 +22,8 @@ from medreg.training.data import LoadPaird, StepSampler
 from medreg.transforms.network_grid import network_grid, resample_to_spacing
 from medreg.training.synthetic import write_synthetic_dataset
 
-TINY = ["model.unet_channels=[4, 8, 8]", "train.log_every=1", "data.val_pairs=2", "train.lr=3e-3",
-        "global_stage.mode=none", "train.augmentation.motion.enabled=false"]  # the loop alone (see test_train_global)
+TINY = ["model.unet_channels=[4, 8, 8]", "train.log_every=1", "data.val_split=train", "data.val_pairs=2",
+        "train.lr=3e-3", "global_stage.mode=none", "train.augmentation.motion.enabled=false"]  # the loop alone (see test_train_global)
 
 
 def _config(*overrides):

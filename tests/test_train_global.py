@@ -93,8 +93,8 @@ def data(tmp_path_factory):
     return root
 
 
-TINY = ["model.unet_channels=[4, 8, 8]", "train.log_every=1", "data.val_pairs=1", "train.lr=3e-3",
-        "train.val_every=2"]
+TINY = ["model.unet_channels=[4, 8, 8]", "train.log_every=1", "data.val_split=train", "data.val_pairs=1",
+        "train.lr=3e-3", "train.val_every=2"]
 
 
 def test_training_with_motions_and_the_stage_then_register_uses_it_by_default(data, tmp_path, capsys):

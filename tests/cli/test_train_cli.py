@@ -10,7 +10,8 @@ from medreg.inference.bundle import load_model
 from medreg.io.checkpoint import read_metadata
 from medreg.training.synthetic import write_synthetic_dataset
 
-TINY = ["--set", "model.unet_channels=[4, 8, 8]", "--set", "train.val_every=2", "--set", "data.val_pairs=1"]
+TINY = ["--set", "model.unet_channels=[4, 8, 8]", "--set", "train.val_every=2", "--set", "data.val_split=train",
+        "--set", "data.val_pairs=1"]
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,8 @@ from medreg.registration.objective import objective_from_config
 from medreg.train import train
 from medreg.training.synthetic import write_synthetic_dataset
 
-TINY = ["model.unet_channels=[4, 8, 8]", "data.val_pairs=2", "train.lr=3e-3", "train.steps=6", "train.val_every=3",
+TINY = ["model.unet_channels=[4, 8, 8]", "data.val_split=train", "data.val_pairs=2", "train.lr=3e-3", "train.steps=6",
+        "train.val_every=3",
         "global_stage.mode=none", "train.augmentation.motion.enabled=false", "train.augmentation.enabled=false"]
 
 
