@@ -40,6 +40,7 @@ demo: setup
 	@echo "report: $(DEMO)/evaluation/report.html"
 	@echo "retrain the model (GPU: ~3 min; CPU: DEVICE=cpu, hours):  pipelines/train_demo_brain_gpu.sh $(DEMO)/retrain"
 	@echo "then fine-tune it with the global stage (CPU: ~35 min):  pipelines/finetune_demo_brain_global.sh $(DEMO)/finetune"
+	@echo "then on the seven training brains (CPU: ~37 min; the shipped model):  DATA=$(DEMO)/preprocessed INIT=$(DEMO)/finetune/run/checkpoints/best pipelines/finetune_demo_brain_subjects.sh $(DEMO)/subjects"
 	@echo "or a short CPU run:  $(VENV)/bin/medreg train --dataset demo-brain --data $(DEMO)/preprocessed --out $(DEMO)/run --max-steps 200"
 
 # The same on demo-lung (real chest CTs with synthetic breathing motion; 4 test pairs of the held-out
