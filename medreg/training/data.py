@@ -157,11 +157,13 @@ class LoadPaird(Transform):
                                                                 f"prob to 0 or preprocess data that has labels")
         vols = [load_volume(record[k], allow_constant=True) for k in ("fixed_labels", "moving_labels")]
         arrays = [np.rint(np.asarray(v.array)).astype(np.int64) for v in vols]
-        for v, a in zip(vols, arrays):
-            if a.min() < 0:
-                raise InputError(v.path, f"expected non-negative integer labels, found {int(a.min())}")
         classes = int(max(a.max() for a in arrays)) + 1
-        out = [label_fractions(a, v.affine, self.preprocess, classes) for v, a in zip(vols, arrays)]
+        out = []
+        for v, a in zip(vols, arrays):
+            try:
+                out.append(label_fractions(a, v.affine, self.preprocess, classes))
+            except ValueError as err:  # a negative label
+                raise InputError(v.path, f"expected non-negative integer labels: {err}") from None
         for v, frac in zip(vols, out):
             if tuple(frac.shape[1:]) != shape:
                 raise InputError(v.path, f"expected the label map on the image grid of pair {record['id']!r} "

@@ -91,12 +91,8 @@ class LabelSynth:
                                   align_corners=True)[:, 0]
             img = img * torch.exp(field)
         img = img.clamp_min(0) * head
-        out = torch.empty_like(img)
-        for c in range(img.shape[0]):
-            y = img[c] / img[c].max().clamp_min(1e-6)
-            y = y ** float(gammas[c])
-            out[c] = y / y.max().clamp_min(1e-6)
-        return out.contiguous()
+        img = img / img.amax(dim=(1, 2, 3), keepdim=True).clamp_min(1e-6)  # [0, 1] per channel, so is its gamma
+        return (img ** torch.as_tensor(gammas, dtype=img.dtype).view(-1, 1, 1, 1)).contiguous()
 
     def __call__(self, fixed_fractions: torch.Tensor, moving_fractions: torch.Tensor, channels: int, seed: int
                  ) -> tuple[torch.Tensor, torch.Tensor] | None:
